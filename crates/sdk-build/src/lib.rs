@@ -1,0 +1,331 @@
+//! Build-script helper for Cloudstate user functions.
+//!
+//! Compiles a user's `.proto` files with [protox] (pure Rust, no `protoc`) and writes to `OUT_DIR`:
+//!
+//! - `cloudstate_descriptor_set.bin`: the encoded `FileDescriptorSet` the user function reports
+//!   at discovery. It contains every import (`cloudstate/entity_key.proto`,
+//!   `google/api/annotations.proto`, `google/protobuf/*.proto`, ...) and keeps every custom
+//!   option (`(cloudstate.entity_key)`, `(google.api.http)`, ...) byte for byte as compiled;
+//!   the proxy reads entity keys and HTTP routes from those options.
+//! - `<package>.rs` per protobuf package: prost messages implementing [`prost::Name`] (so they
+//!   convert to and from `Any`) and tonic clients for the services.
+//!
+//! The Cloudstate annotation protos (`cloudstate/entity_key.proto`, `cloudstate/eventing.proto`,
+//! `google/api/annotations.proto`, `google/api/http.proto`, `google/api/httpbody.proto`) and the
+//! `google/protobuf/*` files resolve in memory; users need no copies of them.
+//!
+//! ```no_run
+//! // build.rs
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     cloudstate_build::compile_protos(&["proto/shoppingcart.proto"], &["proto"])?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The crate then includes the results with the `cloudstate` SDK's macros:
+//!
+//! ```ignore
+//! pub mod proto {
+//!     cloudstate::include_protos!("com.example.shoppingcart");
+//!     pub const FILE_DESCRIPTOR_SET: &[u8] = cloudstate::include_descriptor_set!();
+//! }
+//! ```
+//!
+//! Generated code refers to the crates `prost`, `tonic` and `tonic-prost` (user crates depend on
+//! them), to `prost-types` for well-known types other than `Any` and `Empty`, and to the
+//! `cloudstate` SDK for `google.protobuf.Any` and `google.api.*` types (see
+//! [`Builder::protocol_path`]).
+//!
+//! [protox]: https://docs.rs/protox
+//! [`prost::Name`]: https://docs.rs/prost/latest/prost/trait.Name.html
+
+use std::path::{Path, PathBuf};
+
+use protox::file::{
+    ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver,
+};
+
+/// Name of the descriptor set file written to `OUT_DIR`; the `cloudstate` SDK's
+/// `include_descriptor_set!` macro reads it.
+pub const DESCRIPTOR_SET_FILE: &str = "cloudstate_descriptor_set.bin";
+
+/// Why compiling the protos failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A `.proto` file did not parse, an import was not found, or a type did not resolve.
+    #[error("compiling protos: {0}")]
+    Compile(#[from] Box<protox::Error>),
+    /// Writing the descriptor set or generating code failed.
+    #[error("generating code: {0}")]
+    Io(#[from] std::io::Error),
+    /// Neither [`Builder::out_dir`] nor the `OUT_DIR` environment variable (set by cargo for
+    /// build scripts) gave an output directory.
+    #[error("no output directory: OUT_DIR is not set (call this from a build script)")]
+    NoOutDir,
+}
+
+impl From<protox::Error> for Error {
+    fn from(error: protox::Error) -> Self {
+        Error::Compile(Box::new(error))
+    }
+}
+
+/// Compiles `protos` (paths under one of `includes`) with the defaults of [`Builder`].
+///
+/// # Errors
+///
+/// See [`Builder::compile`].
+pub fn compile_protos(
+    protos: &[impl AsRef<Path>],
+    includes: &[impl AsRef<Path>],
+) -> Result<(), Error> {
+    Builder::new().includes(includes).compile(protos)
+}
+
+/// Options for compiling a user function's protos; [`compile_protos`] uses the defaults.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    includes: Vec<PathBuf>,
+    out_dir: Option<PathBuf>,
+    protocol_path: String,
+    build_client: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            includes: Vec::new(),
+            out_dir: None,
+            protocol_path: "::cloudstate::protocol".to_owned(),
+            build_client: true,
+        }
+    }
+}
+
+impl Builder {
+    /// Defaults: no include directories, output to `OUT_DIR`, tonic clients generated, protocol
+    /// types from `::cloudstate::protocol`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a directory to search for the protos and their imports, before the bundled
+    /// annotation and `google/protobuf` files.
+    pub fn include(mut self, dir: impl AsRef<Path>) -> Self {
+        self.includes.push(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Adds several include directories, in order; see [`Builder::include`].
+    pub fn includes(mut self, dirs: &[impl AsRef<Path>]) -> Self {
+        self.includes
+            .extend(dirs.iter().map(|dir| dir.as_ref().to_owned()));
+        self
+    }
+
+    /// Writes the outputs to `dir` instead of `OUT_DIR`.
+    pub fn out_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.out_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// The Rust path of the `cloudstate-protocol` crate, used in generated code for
+    /// `google.protobuf.Any` (`<path>::Any`) and `google.api.*` (`<path>::google_api`).
+    ///
+    /// Defaults to `::cloudstate::protocol` (the SDK's re-export); crates that depend on
+    /// `cloudstate-protocol` but not on the SDK use `::cloudstate_protocol`.
+    pub fn protocol_path(mut self, path: impl Into<String>) -> Self {
+        self.protocol_path = path.into();
+        self
+    }
+
+    /// Whether to generate tonic clients for the services (default `true`).
+    pub fn build_client(mut self, enable: bool) -> Self {
+        self.build_client = enable;
+        self
+    }
+
+    /// Compiles `protos` and writes the descriptor set and the generated code.
+    ///
+    /// Also tells cargo to rerun the build script when any compiled file on disk changes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Compile`] when a file does not compile, [`Error::Io`] when an output cannot be
+    /// written, [`Error::NoOutDir`] outside a build script without [`Builder::out_dir`].
+    pub fn compile(self, protos: &[impl AsRef<Path>]) -> Result<(), Error> {
+        let out_dir = match &self.out_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::var_os("OUT_DIR")
+                .map(PathBuf::from)
+                .ok_or(Error::NoOutDir)?,
+        };
+
+        let mut resolver = ChainFileResolver::new();
+        for include in &self.includes {
+            resolver.add(IncludeFileResolver::new(include.clone()));
+        }
+        resolver.add(AnnotationResolver);
+        resolver.add(GoogleFileResolver::new());
+
+        let mut compiler = protox::Compiler::with_file_resolver(resolver);
+        compiler.include_imports(true);
+        compiler.open_files(protos)?;
+
+        for file in compiler.files() {
+            if let Some(path) = file.path() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+
+        // Encoded by protox itself: decoding into prost_types and re-encoding would drop the
+        // extension options the proxy needs.
+        std::fs::write(
+            out_dir.join(DESCRIPTOR_SET_FILE),
+            compiler.encode_file_descriptor_set(),
+        )?;
+
+        // prost needs every file to resolve types, but generates no code for the bundled files:
+        // their types are extern (the protocol crate's and prost-types').
+        let files = compiler.file_descriptor_set();
+        let mut config = prost_build::Config::new();
+        config
+            .enable_type_names()
+            .type_attribute(".", "#[allow(clippy::all)]")
+            .extern_path(
+                ".google.protobuf.Any",
+                format!("{}::Any", self.protocol_path),
+            )
+            .extern_path(".google.api", format!("{}::google_api", self.protocol_path));
+        // Package `cloudstate` is the protocol crate's root; user packages may live under
+        // `cloudstate.*` (the TCK's do), so only the bundled types are mapped, one by one.
+        for file in files
+            .file
+            .iter()
+            .filter(|file| is_bundled(file.name()) && file.package() == "cloudstate")
+        {
+            let names = file.message_type.iter().map(|message| message.name());
+            for name in names.chain(file.enum_type.iter().map(|e| e.name())) {
+                config.extern_path(
+                    format!(".cloudstate.{name}"),
+                    format!("{}::{name}", self.protocol_path),
+                );
+            }
+        }
+        tonic_prost_build::configure()
+            .out_dir(&out_dir)
+            .build_server(false)
+            .build_client(self.build_client)
+            .compile_fds_with_config(files, config)?;
+        Ok(())
+    }
+}
+
+/// Whether `name` is one of the annotation files served from memory.
+fn is_bundled(name: &str) -> bool {
+    cloudstate_protocol::ANNOTATION_PROTOS
+        .iter()
+        .any(|(bundled, _)| *bundled == name)
+}
+
+/// Resolves the Cloudstate and `google.api` annotation protos from the protocol crate.
+struct AnnotationResolver;
+
+impl FileResolver for AnnotationResolver {
+    fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+        match cloudstate_protocol::ANNOTATION_PROTOS
+            .iter()
+            .find(|(bundled, _)| *bundled == name)
+        {
+            Some((_, source)) => File::from_source(name, source),
+            None => Err(protox::Error::file_not_found(name)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `files` under `proto/` in a fresh directory that also has an empty `out/`.
+    fn scratch(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, source) in files {
+            std::fs::create_dir_all(dir.path().join("proto")).unwrap();
+            std::fs::write(dir.path().join("proto").join(name), source).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("out")).unwrap();
+        dir
+    }
+
+    const SERVICE: &str = r#"
+        syntax = "proto3";
+        package test.svc;
+        import "cloudstate/entity_key.proto";
+        import "google/api/annotations.proto";
+        import "google/protobuf/empty.proto";
+        import "google/protobuf/any.proto";
+        import "cloudstate/eventing.proto";
+        service Counter {
+          rpc Add(AddRequest) returns (google.protobuf.Empty) {
+            option (google.api.http).post = "/counter/{id}";
+          }
+        }
+        message AddRequest {
+          string id = 1 [(cloudstate.entity_key) = true];
+          google.protobuf.Any extra = 2;
+        }
+    "#;
+
+    #[test]
+    fn writes_descriptor_set_with_imports_and_options_and_code() {
+        let tmp = scratch(&[("svc.proto", SERVICE)]);
+        let dir = tmp.path();
+        Builder::new()
+            .include(dir.join("proto"))
+            .out_dir(dir.join("out"))
+            .compile(&[dir.join("proto/svc.proto")])
+            .unwrap();
+
+        let bytes = std::fs::read(dir.join("out").join(DESCRIPTOR_SET_FILE)).unwrap();
+        // FieldDescriptorProto.options (field 8, 3 bytes) = FieldOptions{ 1080: true }.
+        assert!(
+            bytes
+                .windows(5)
+                .any(|w| w == [0x42, 0x03, 0xc0, 0x43, 0x01])
+        );
+        for name in [
+            "svc.proto",
+            "cloudstate/entity_key.proto",
+            "google/api/annotations.proto",
+            "google/api/http.proto",
+            "google/protobuf/descriptor.proto",
+            "google/protobuf/empty.proto",
+            "google/protobuf/any.proto",
+        ] {
+            assert!(
+                bytes.windows(name.len()).any(|w| w == name.as_bytes()),
+                "{name} missing"
+            );
+        }
+
+        let code = std::fs::read_to_string(dir.join("out/test.svc.rs")).unwrap();
+        assert!(code.contains("impl ::prost::Name for AddRequest"));
+        assert!(code.contains("::cloudstate::protocol::Any"));
+        assert!(code.contains("pub struct CounterClient"));
+        assert!(!dir.join("out/cloudstate.rs").exists());
+        assert!(!dir.join("out/google.api.rs").exists());
+    }
+
+    #[test]
+    fn reports_missing_imports() {
+        let tmp = scratch(&[("bad.proto", "syntax = \"proto3\"; import \"nope.proto\";")]);
+        let dir = tmp.path();
+        let error = Builder::new()
+            .include(dir.join("proto"))
+            .out_dir(dir.join("out"))
+            .compile(&["bad.proto"])
+            .unwrap_err();
+        assert!(matches!(error, Error::Compile(_)), "{error}");
+    }
+}
