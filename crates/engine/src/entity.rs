@@ -1,0 +1,174 @@
+//! Active entities: one task per entity, a bounded mailbox in front of it, and passivation.
+//!
+//! The [`Registry`] of a service maps entity ids to the mailboxes of their running tasks.
+//! Commands for one entity are serialised by its mailbox, never by a lock held across a
+//! command; different entities run concurrently. A dispatcher only holds the registry's shard
+//! lock for a `try_send`, and an idle entity only removes itself while holding that lock and
+//! after seeing its mailbox empty, so no command can be left in a mailbox nobody reads.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cloudstate_protocol::{Forward, SideEffect};
+use dashmap::DashMap;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::model::{MethodDef, ServiceDef};
+use crate::{Error, Shared};
+
+/// A command on its way to an entity.
+pub(crate) struct EntityCommand {
+    pub method: Arc<MethodDef>,
+    pub payload: Bytes,
+    /// When the command must have completed.
+    pub deadline: Instant,
+    pub reply: oneshot::Sender<Result<Outcome, Error>>,
+}
+
+/// What the user function decided for a command, once the command's state change is durable.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub action: Action,
+    /// Calls to make before the action completes (synchronous ones) or after (asynchronous).
+    pub side_effects: Vec<SideEffect>,
+}
+
+/// The client-facing result of a command.
+#[derive(Debug)]
+pub(crate) enum Action {
+    /// Reply with these bytes (an encoded message of the method's output type).
+    Reply(Bytes),
+    /// The command goes on to another method.
+    Forward(Forward),
+    /// The user function failed the command.
+    Fail(Error),
+}
+
+/// The protocol-specific part of an entity: runs commands against the user function.
+pub(crate) trait Entity: Send + Sized + 'static {
+    /// A fresh, not yet recovered entity.
+    fn new(service: Arc<ServiceDef>, entity_id: Arc<str>, shared: Arc<Shared>) -> Self;
+
+    /// Runs one command to completion (recovering first if needed) and answers its caller.
+    fn handle(&mut self, command: EntityCommand) -> impl Future<Output = ()> + Send;
+
+    /// Unloads the entity: closes its stream to the user function.
+    fn stop(self) -> impl Future<Output = ()> + Send;
+}
+
+/// The running entities of one service.
+pub(crate) struct Registry<E> {
+    service: Arc<ServiceDef>,
+    shared: Arc<Shared>,
+    entities: DashMap<Arc<str>, Mailbox>,
+    next_generation: AtomicU64,
+    _entity: std::marker::PhantomData<fn() -> E>,
+}
+
+/// The sending side of a running entity's mailbox.
+struct Mailbox {
+    /// Tells incarnations of the same entity id apart.
+    generation: u64,
+    sender: mpsc::Sender<EntityCommand>,
+}
+
+impl<E: Entity> Registry<E> {
+    pub fn new(service: Arc<ServiceDef>, shared: Arc<Shared>) -> Arc<Self> {
+        Arc::new(Registry {
+            service,
+            shared,
+            entities: DashMap::new(),
+            next_generation: AtomicU64::new(0),
+            _entity: std::marker::PhantomData,
+        })
+    }
+
+    /// Puts `command` in the mailbox of entity `entity_id`, starting the entity if it is not
+    /// running. Fails at once if the mailbox is full.
+    pub fn dispatch(self: &Arc<Self>, entity_id: &str, command: EntityCommand) -> Result<(), Error> {
+        let mut command = command;
+        // At most two rounds: a mailbox found closed belongs to an entity that just stopped.
+        for _ in 0..2 {
+            // The common case, a running entity, only takes the shard's read lock.
+            let result = match self.entities.get(entity_id) {
+                Some(mailbox) => (mailbox.generation, mailbox.sender.try_send(command)),
+                None => {
+                    let id: Arc<str> = Arc::from(entity_id);
+                    let mailbox = self
+                        .entities
+                        .entry(id.clone())
+                        .or_insert_with(|| self.start(id))
+                        .downgrade();
+                    (mailbox.generation, mailbox.sender.try_send(command))
+                }
+            };
+            match result {
+                (_, Ok(())) => return Ok(()),
+                (_, Err(mpsc::error::TrySendError::Full(_))) => {
+                    return Err(Error::Overloaded {
+                        entity: format!("{}|{entity_id}", self.service.persistence_id),
+                        capacity: self.shared.config.mailbox_capacity,
+                    });
+                }
+                (generation, Err(mpsc::error::TrySendError::Closed(returned))) => {
+                    self.entities
+                        .remove_if(entity_id, |_, m| m.generation == generation);
+                    command = returned;
+                }
+            }
+        }
+        Err(Error::EntityTerminated(format!(
+            "entity {entity_id} stopped while receiving a command"
+        )))
+    }
+
+    fn start(self: &Arc<Self>, entity_id: Arc<str>) -> Mailbox {
+        let (sender, receiver) = mpsc::channel(self.shared.config.mailbox_capacity);
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let entity = E::new(self.service.clone(), entity_id.clone(), self.shared.clone());
+        tokio::spawn(self.clone().run(entity_id, generation, receiver, entity));
+        Mailbox { generation, sender }
+    }
+
+    fn passivation_timeout(&self) -> Duration {
+        self.service
+            .passivation_timeout
+            .unwrap_or(self.shared.config.passivation_timeout)
+    }
+
+    /// The entity task: handles commands one at a time until it has been idle for the
+    /// passivation timeout.
+    async fn run(
+        self: Arc<Self>,
+        entity_id: Arc<str>,
+        generation: u64,
+        mut mailbox: mpsc::Receiver<EntityCommand>,
+        mut entity: E,
+    ) {
+        let idle = self.passivation_timeout();
+        loop {
+            match tokio::time::timeout(idle, mailbox.recv()).await {
+                Ok(Some(command)) => entity.handle(command).await,
+                Ok(None) => break,
+                Err(_) => {
+                    let removed = self.entities.remove_if(&entity_id, |_, m| {
+                        m.generation == generation && mailbox.is_empty()
+                    });
+                    if removed.is_some() {
+                        tracing::debug!(
+                            service = %self.service.name,
+                            entity = %entity_id,
+                            "passivating idle entity"
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+        entity.stop().await;
+    }
+}

@@ -1,0 +1,119 @@
+//! The engine's error type. Every failure a client can see maps to one gRPC status.
+
+use std::time::Duration;
+
+use cloudstate_store::StoreError;
+use tonic::{Code, Status};
+
+use crate::payload::PayloadError;
+
+/// Errors of the engine: what a command can fail with, and what can stop the proxy at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request names a service or method the user function does not serve.
+    #[error("unknown method {0}")]
+    UnknownMethod(String),
+    /// The request bytes do not decode as the method's input type.
+    #[error("request does not decode as {0}")]
+    InvalidPayload(PayloadError),
+    /// The request's entity key fields are all empty.
+    #[error("request to {method} has no entity key: set {fields}")]
+    MissingEntityKey {
+        /// `Service.Method`.
+        method: String,
+        /// The key field names.
+        fields: String,
+    },
+    /// The user function failed the command (a `Failure` client action).
+    #[error("{description}")]
+    CommandFailed {
+        /// The status code the user function chose (UNKNOWN by default).
+        code: Code,
+        /// The user function's description.
+        description: String,
+    },
+    /// The user function reported a failure of the whole entity stream.
+    #[error("Unexpected entity failure: {0}")]
+    EntityFailure(String),
+    /// The entity's stream to the user function broke or ended.
+    #[error("Unexpected entity termination: {0}")]
+    EntityTerminated(String),
+    /// The user function sent something the protocol does not allow.
+    #[error("protocol violation by the user function: {0}")]
+    ProtocolViolation(String),
+    /// The command did not complete within the command timeout.
+    #[error("command timed out after {0:?}")]
+    Timeout(Duration),
+    /// The entity's queue of waiting commands is full.
+    #[error("entity {entity} is overloaded: {capacity} commands are already waiting")]
+    Overloaded {
+        /// The entity, `persistence id|entity id`.
+        entity: String,
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// Another writer changed the entity's state first; the entity reloads.
+    #[error("entity {0} was changed concurrently by another writer; retry the command")]
+    Conflict(String),
+    /// The store failed.
+    #[error("store failure: {0}")]
+    Store(StoreError),
+    /// A forward or side effect names a method that does not exist.
+    #[error("{kind} to unknown method {target}")]
+    UnknownTarget {
+        /// "forward" or "side effect".
+        kind: &'static str,
+        /// `Service.Method`.
+        target: String,
+    },
+    /// Forwards and side effects nested deeper than the configured limit.
+    #[error("forward/side effect chain is longer than {0} hops; is it a loop?")]
+    ChainTooLong(u32),
+    /// A synchronous side effect failed, which fails the command.
+    #[error("synchronous side effect {target} failed: {source}")]
+    SideEffectFailed {
+        /// `Service.Method`.
+        target: String,
+        /// What the side effect failed with.
+        source: Box<Error>,
+    },
+    /// The engine is stopping.
+    #[error("the proxy is shutting down")]
+    ShuttingDown,
+    /// The user function's discovery answer cannot be served.
+    #[error("invalid entity specification from the user function: {0}")]
+    InvalidSpec(String),
+}
+
+impl Error {
+    /// The gRPC status code a client sees for this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::UnknownMethod(_) => Code::Unimplemented,
+            Error::InvalidPayload(_) | Error::MissingEntityKey { .. } => Code::InvalidArgument,
+            Error::CommandFailed { code, .. } => *code,
+            Error::EntityFailure(_) | Error::ProtocolViolation(_) => Code::Internal,
+            Error::EntityTerminated(_) | Error::ShuttingDown => Code::Unavailable,
+            Error::Timeout(_) => Code::DeadlineExceeded,
+            Error::Overloaded { .. } => Code::ResourceExhausted,
+            Error::Conflict(_) => Code::Aborted,
+            Error::Store(StoreError::Conflict { .. }) => Code::Aborted,
+            Error::Store(_) => Code::Unavailable,
+            Error::UnknownTarget { .. } | Error::ChainTooLong(_) | Error::InvalidSpec(_) => {
+                Code::Internal
+            }
+            Error::SideEffectFailed { source, .. } => source.code(),
+        }
+    }
+
+    /// The gRPC status a client sees for this error.
+    pub fn to_status(&self) -> Status {
+        Status::new(self.code(), self.to_string())
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        error.to_status()
+    }
+}

@@ -1,0 +1,105 @@
+//! The connection to the user function, and discovery.
+
+use std::time::Duration;
+
+use cloudstate_protocol::entity_discovery_client::EntityDiscoveryClient;
+use cloudstate_protocol::eventsourced::event_sourced_client::EventSourcedClient;
+use cloudstate_protocol::{EntitySpec, ProxyInfo, UserFunctionError};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::model::EntityKind;
+
+/// Largest message the proxy accepts from the user function.
+const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+
+/// One HTTP/2 connection to the user function, shared by every entity stream and call.
+///
+/// Connects lazily and reconnects by itself after the user function restarts.
+#[derive(Clone, Debug)]
+pub struct UserFunction {
+    channel: Channel,
+    address: String,
+}
+
+impl UserFunction {
+    /// A connection to the user function at `host:port` (plaintext HTTP/2).
+    pub fn new(host: &str, port: u16) -> Result<Self, tonic::transport::Error> {
+        let address = format!("{host}:{port}");
+        let channel = Endpoint::from_shared(format!("http://{address}"))?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true)
+            .initial_connection_window_size(4 * 1024 * 1024)
+            .initial_stream_window_size(1024 * 1024)
+            .connect_lazy();
+        Ok(UserFunction { channel, address })
+    }
+
+    /// `host:port` of the user function.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// A client of the event sourced protocol.
+    pub fn event_sourced(&self) -> EventSourcedClient<Channel> {
+        EventSourcedClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    fn discovery(&self) -> EntityDiscoveryClient<Channel> {
+        EntityDiscoveryClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    /// Calls `discover` once.
+    pub async fn discover(&self) -> Result<EntitySpec, tonic::Status> {
+        let info = ProxyInfo {
+            protocol_major_version: cloudstate_protocol::PROTOCOL_MAJOR_VERSION,
+            protocol_minor_version: cloudstate_protocol::PROTOCOL_MINOR_VERSION,
+            proxy_name: "cloudstate-proxy".into(),
+            proxy_version: env!("CARGO_PKG_VERSION").into(),
+            supported_entity_types: EntityKind::ALL
+                .iter()
+                .map(|kind| kind.protocol_name().to_owned())
+                .collect(),
+        };
+        Ok(self.discovery().discover(info).await?.into_inner())
+    }
+
+    /// Calls `discover` until the user function answers, waiting `initial_backoff` after the first
+    /// failure and doubling up to `max_backoff`. Logs every failed attempt.
+    pub async fn discover_with_retry(
+        &self,
+        initial_backoff: Duration,
+        max_backoff: Duration,
+    ) -> EntitySpec {
+        let mut delay = initial_backoff;
+        for attempt in 1u64.. {
+            match self.discover().await {
+                Ok(spec) => return spec,
+                Err(status) => {
+                    tracing::warn!(
+                        user_function = %self.address,
+                        attempt,
+                        retry_in = ?delay,
+                        error = %status.message(),
+                        "waiting for the user function to answer discovery"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(max_backoff);
+                }
+            }
+        }
+        unreachable!("the retry loop only ends by returning")
+    }
+
+    /// Tells the user function about a mistake it made. Fire and forget: some support
+    /// libraries answer with an error status, which is ignored.
+    pub fn report_error(&self, message: String) {
+        tracing::warn!(user_function = %self.address, "{message}");
+        let mut client = self.discovery();
+        tokio::spawn(async move {
+            let _ = client.report_error(UserFunctionError { message }).await;
+        });
+    }
+}
