@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use dashmap::{DashMap, mapref::entry::Entry};
 
-use crate::{EntityKey, Event, Recovery, Snapshot, Store, StoreError, Value, ValueWrite, check_append};
+use crate::{
+    EntityKey, Event, Recovery, Snapshot, Store, StoreError, Value, ValueWrite, check_append,
+};
 
 /// Keeps journals, snapshots and values in process memory, sharded by entity so that entities
 /// never wait for each other.
@@ -81,7 +83,10 @@ impl Store for MemoryStore {
                 Ok(version)
             }
             (Entry::Vacant(entry), ValueWrite::Update(payload)) => {
-                entry.insert(Value { version: 1, payload });
+                entry.insert(Value {
+                    version: 1,
+                    payload,
+                });
                 Ok(1)
             }
             (Entry::Occupied(entry), ValueWrite::Delete) => {

@@ -1,0 +1,843 @@
+//! The storage test suite every [`Store`] backend passes (feature `testsuite`).
+//!
+//! Each guarantee of the crate docs is one `pub async fn` check taking a fresh store;
+//! [`store_test_suite!`](crate::store_test_suite) stamps them all out as `#[test]`s:
+//!
+//! ```ignore
+//! cloudstate_store::store_test_suite!(memory, async { cloudstate_store::MemoryStore::new() });
+//! ```
+//!
+//! The expression builds a fresh store for every test and may evaluate to the store itself or
+//! to `(store, guard)`, where `guard` (a temporary directory, a database server, ...) is kept
+//! until the store has been dropped. Each test runs on its own multi-threaded tokio runtime and
+//! fails if it takes longer than [`TEST_TIMEOUT`], so a backend that hangs fails instead of
+//! stalling the run.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    future::Future,
+    sync::Arc,
+    time::Duration,
+};
+
+use bytes::Bytes;
+use tokio::sync::Barrier;
+
+use crate::{Any, EntityKey, Event, Recovery, Snapshot, Store, StoreError, Value, ValueWrite};
+
+/// How long one check may run before it counts as hung.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A store under test, and what must outlive it.
+pub struct Subject {
+    // Declared before `_guard` so the store is dropped (and closed) before its guard goes away.
+    store: Arc<dyn Store>,
+    _guard: Box<dyn Send>,
+}
+
+impl<S: Store> From<S> for Subject {
+    fn from(store: S) -> Self {
+        Subject {
+            store: Arc::new(store),
+            _guard: Box::new(()),
+        }
+    }
+}
+
+impl<S: Store, G: Send + 'static> From<(S, G)> for Subject {
+    fn from((store, guard): (S, G)) -> Self {
+        Subject {
+            store: Arc::new(store),
+            _guard: Box::new(guard),
+        }
+    }
+}
+
+/// Builds a store with `make` and runs `check` on it, on a fresh multi-threaded runtime, within
+/// [`TEST_TIMEOUT`]. Panics (failing the test) if the check fails or times out.
+pub fn run<M, T, C, F>(make: M, check: C)
+where
+    M: Future<Output = T>,
+    T: Into<Subject>,
+    C: FnOnce(Arc<dyn Store>) -> F,
+    F: Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("cannot build a tokio runtime for the store test");
+    runtime.block_on(async {
+        let subject: Subject = make.await.into();
+        tokio::time::timeout(TEST_TIMEOUT, check(subject.store.clone()))
+            .await
+            .expect("the store test timed out");
+        drop(subject);
+    });
+}
+
+/// Stamps out the whole suite as `#[test]` functions in a module named `$name`, each running
+/// its check against a fresh store built by the async expression `$make` (see the
+/// [module docs](crate::testsuite)).
+#[macro_export]
+macro_rules! store_test_suite {
+    ($name:ident, $make:expr) => {
+        $crate::store_test_suite!(@tests $name, $make, [
+            empty_load,
+            append_round_trip,
+            append_with_snapshot,
+            snapshot_replaces_earlier_snapshot,
+            empty_append_is_a_no_op,
+            append_at_existing_sequence_nr_conflicts,
+            append_leaving_a_gap_conflicts,
+            non_consecutive_append_is_invalid,
+            snapshot_beyond_events_is_invalid,
+            appends_are_atomic_for_readers,
+            entities_are_isolated,
+            concurrent_entities_all_land,
+            racing_appenders_never_fork,
+            value_lifecycle,
+            value_round_trip,
+            stale_value_write_changes_nothing,
+            values_and_journals_are_separate,
+            racing_value_writers_one_wins,
+            concurrent_value_increments_lose_nothing,
+            ping,
+        ]);
+    };
+    (@tests $name:ident, $make:expr, [$($check:ident),* $(,)?]) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $check() {
+                    $crate::testsuite::run($make, $crate::testsuite::$check);
+                }
+            )*
+        }
+    };
+}
+
+fn key(persistence_id: &str, entity_id: &str) -> EntityKey {
+    EntityKey::new(persistence_id, entity_id)
+}
+
+fn any(type_url: &str, value: impl Into<Bytes>) -> Any {
+    Any {
+        type_url: type_url.to_owned(),
+        value: value.into(),
+    }
+}
+
+fn event(sequence_nr: u64, label: &str) -> Event {
+    Event {
+        sequence_nr,
+        payload: any(
+            "type.googleapis.com/test.Event",
+            format!("{label}#{sequence_nr}"),
+        ),
+    }
+}
+
+fn events(range: std::ops::RangeInclusive<u64>, label: &str) -> Vec<Event> {
+    range.map(|sequence_nr| event(sequence_nr, label)).collect()
+}
+
+fn snapshot(sequence_nr: u64, label: &str) -> Snapshot {
+    Snapshot {
+        sequence_nr,
+        payload: any(
+            "type.googleapis.com/test.State",
+            format!("{label}@{sequence_nr}"),
+        ),
+    }
+}
+
+/// Payloads that a careless encoding would mangle: empty, binary, non-UTF-8, separators, large.
+fn awkward_payloads() -> Vec<Any> {
+    vec![
+        any("", Bytes::new()),
+        any("type.googleapis.com/google.protobuf.Empty", Bytes::new()),
+        any("p.cloudstate.io/bytes", vec![0u8, 1, 0, 255, 254, 0]),
+        any("json.cloudstate.io/ünïcödé|type", "{\"a\":\"|\\u0000\"}"),
+        any("type.googleapis.com/x", (0..=255u8).collect::<Vec<_>>()),
+        any(
+            &format!("type.googleapis.com/{}", "long.".repeat(200)),
+            vec![0xAB; 256 * 1024],
+        ),
+    ]
+}
+
+#[track_caller]
+fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, expected_key: &EntityKey) {
+    match result {
+        Err(StoreError::Conflict { key, .. }) => assert_eq!(&key, expected_key),
+        other => panic!("expected a conflict on {expected_key}, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn assert_invalid<T: std::fmt::Debug>(result: Result<T, StoreError>, expected_key: &EntityKey) {
+    match result {
+        Err(StoreError::InvalidWrite { key, .. }) => assert_eq!(&key, expected_key),
+        other => panic!("expected an invalid write on {expected_key}, got {other:?}"),
+    }
+}
+
+/// An entity that was never written has no snapshot, no events and no value.
+pub async fn empty_load(store: Arc<dyn Store>) {
+    let key = key("empty", "nobody");
+    assert_eq!(store.load_journal(&key).await.unwrap(), Recovery::default());
+    assert_eq!(store.load_value(&key).await.unwrap(), None);
+}
+
+/// Appended events come back in order with type URLs and bytes exactly as written, across
+/// several appends.
+pub async fn append_round_trip(store: Arc<dyn Store>) {
+    let key = key("journal", "round-trip");
+    let written: Vec<Event> = awkward_payloads()
+        .into_iter()
+        .zip(1..)
+        .map(|(payload, sequence_nr)| Event {
+            sequence_nr,
+            payload,
+        })
+        .collect();
+    let (first, rest) = written.split_at(2);
+    store.append(&key, first.to_vec(), None).await.unwrap();
+    store.append(&key, rest.to_vec(), None).await.unwrap();
+    let recovery = store.load_journal(&key).await.unwrap();
+    assert_eq!(recovery.snapshot, None);
+    assert_eq!(recovery.events, written);
+    assert_eq!(recovery.last_sequence_nr(), written.len() as u64);
+}
+
+/// Events and a snapshot are stored together; recovery starts at the snapshot.
+pub async fn append_with_snapshot(store: Arc<dyn Store>) {
+    let key = key("journal", "with-snapshot");
+    store
+        .append(&key, events(1..=5, "a"), Some(snapshot(3, "a")))
+        .await
+        .unwrap();
+    let recovery = store.load_journal(&key).await.unwrap();
+    assert_eq!(recovery.snapshot, Some(snapshot(3, "a")));
+    assert_eq!(recovery.events, events(4..=5, "a"));
+
+    // A snapshot payload survives byte for byte, too.
+    for (payload, sequence_nr) in awkward_payloads().into_iter().zip(6..) {
+        let snapshot = Snapshot {
+            sequence_nr,
+            payload,
+        };
+        store
+            .append(&key, vec![event(sequence_nr, "b")], Some(snapshot.clone()))
+            .await
+            .unwrap();
+        let recovery = store.load_journal(&key).await.unwrap();
+        assert_eq!(recovery.snapshot, Some(snapshot));
+        assert_eq!(recovery.events, vec![]);
+        assert_eq!(recovery.last_sequence_nr(), sequence_nr);
+    }
+}
+
+/// A new snapshot replaces the earlier one, and only events after it are loaded.
+pub async fn snapshot_replaces_earlier_snapshot(store: Arc<dyn Store>) {
+    let key = key("journal", "snapshots");
+    store
+        .append(&key, events(1..=2, "a"), Some(snapshot(2, "first")))
+        .await
+        .unwrap();
+    store.append(&key, events(3..=4, "a"), None).await.unwrap();
+    let recovery = store.load_journal(&key).await.unwrap();
+    assert_eq!(recovery.snapshot, Some(snapshot(2, "first")));
+    assert_eq!(recovery.events, events(3..=4, "a"));
+
+    store
+        .append(&key, events(5..=7, "a"), Some(snapshot(6, "second")))
+        .await
+        .unwrap();
+    let recovery = store.load_journal(&key).await.unwrap();
+    assert_eq!(recovery.snapshot, Some(snapshot(6, "second")));
+    assert_eq!(recovery.events, events(7..=7, "a"));
+    assert_eq!(recovery.last_sequence_nr(), 7);
+}
+
+/// An append without events or snapshot succeeds and changes nothing.
+pub async fn empty_append_is_a_no_op(store: Arc<dyn Store>) {
+    let key = key("journal", "no-op");
+    store.append(&key, vec![], None).await.unwrap();
+    assert_eq!(store.load_journal(&key).await.unwrap(), Recovery::default());
+    store.append(&key, events(1..=1, "a"), None).await.unwrap();
+    store.append(&key, vec![], None).await.unwrap();
+    assert_eq!(
+        store.load_journal(&key).await.unwrap().events,
+        events(1..=1, "a")
+    );
+}
+
+/// An append that starts at a sequence number already stored is a conflict, and neither its
+/// events nor its snapshot are written.
+pub async fn append_at_existing_sequence_nr_conflicts(store: Arc<dyn Store>) {
+    let key = key("journal", "fence");
+    store.append(&key, events(1..=3, "a"), None).await.unwrap();
+    let before = store.load_journal(&key).await.unwrap();
+    for first in 1..=3 {
+        assert_conflict(
+            store
+                .append(
+                    &key,
+                    events(first..=first + 2, "b"),
+                    Some(snapshot(first, "b")),
+                )
+                .await,
+            &key,
+        );
+        assert_eq!(store.load_journal(&key).await.unwrap(), before);
+    }
+    // The right sequence number still goes through afterwards.
+    store.append(&key, events(4..=4, "a"), None).await.unwrap();
+    assert_eq!(
+        store.load_journal(&key).await.unwrap().events,
+        events(1..=4, "a")
+    );
+}
+
+/// An append that would leave a gap is a conflict (its writer has missed events), and writes
+/// nothing.
+pub async fn append_leaving_a_gap_conflicts(store: Arc<dyn Store>) {
+    let key = key("journal", "gap");
+    assert_conflict(store.append(&key, events(2..=3, "a"), None).await, &key);
+    assert_eq!(store.load_journal(&key).await.unwrap(), Recovery::default());
+
+    store.append(&key, events(1..=2, "a"), None).await.unwrap();
+    assert_conflict(
+        store
+            .append(&key, events(4..=5, "b"), Some(snapshot(5, "b")))
+            .await,
+        &key,
+    );
+    let recovery = store.load_journal(&key).await.unwrap();
+    assert_eq!(recovery.snapshot, None);
+    assert_eq!(recovery.events, events(1..=2, "a"));
+}
+
+/// Events whose sequence numbers are not consecutive are rejected as invalid, and none of them
+/// is written.
+pub async fn non_consecutive_append_is_invalid(store: Arc<dyn Store>) {
+    let key = key("journal", "holes");
+    let malformed = [
+        vec![event(1, "a"), event(3, "a")],
+        vec![event(1, "a"), event(2, "a"), event(2, "a")],
+        vec![event(1, "a"), event(2, "a"), event(1, "a")],
+    ];
+    for batch in malformed {
+        assert_invalid(
+            store.append(&key, batch, Some(snapshot(1, "a"))).await,
+            &key,
+        );
+        assert_eq!(store.load_journal(&key).await.unwrap(), Recovery::default());
+    }
+    store.append(&key, events(1..=2, "a"), None).await.unwrap();
+    assert_eq!(
+        store.load_journal(&key).await.unwrap().events,
+        events(1..=2, "a")
+    );
+}
+
+/// A snapshot after the last event of its append, at sequence number 0, or without events is
+/// rejected as invalid, and the events of that append are not written either.
+pub async fn snapshot_beyond_events_is_invalid(store: Arc<dyn Store>) {
+    let key = key("journal", "bad-snapshot");
+    store.append(&key, events(1..=2, "a"), None).await.unwrap();
+    let before = store.load_journal(&key).await.unwrap();
+    assert_invalid(
+        store
+            .append(&key, events(3..=4, "b"), Some(snapshot(5, "b")))
+            .await,
+        &key,
+    );
+    assert_invalid(
+        store
+            .append(&key, events(3..=4, "b"), Some(snapshot(0, "b")))
+            .await,
+        &key,
+    );
+    assert_invalid(
+        store.append(&key, vec![], Some(snapshot(2, "b"))).await,
+        &key,
+    );
+    assert_eq!(store.load_journal(&key).await.unwrap(), before);
+}
+
+/// A reader running beside a writer only ever sees whole appends: never part of one, never a
+/// snapshot without its events.
+pub async fn appends_are_atomic_for_readers(store: Arc<dyn Store>) {
+    const APPENDS: u64 = 40;
+    const EVENTS_PER_APPEND: u64 = 5;
+    let key = key("journal", "atomic");
+    let writer = tokio::spawn({
+        let store = store.clone();
+        let key = key.clone();
+        async move {
+            for append in 0..APPENDS {
+                let first = append * EVENTS_PER_APPEND + 1;
+                let last = first + EVENTS_PER_APPEND - 1;
+                let snapshot = (append % 3 == 2).then(|| snapshot(last, "a"));
+                store
+                    .append(&key, events(first..=last, "a"), snapshot)
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let mut loads = 0;
+    loop {
+        let done = writer.is_finished();
+        let recovery = store.load_journal(&key).await.unwrap();
+        let last = recovery.last_sequence_nr();
+        assert_eq!(
+            last % EVENTS_PER_APPEND,
+            0,
+            "saw part of an append: {recovery:?}"
+        );
+        let after = recovery.snapshot.as_ref().map_or(0, |s| s.sequence_nr);
+        assert_eq!(recovery.events, events(after + 1..=last, "a"));
+        loads += 1;
+        if done {
+            assert_eq!(last, APPENDS * EVENTS_PER_APPEND);
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    writer.await.unwrap();
+    assert!(loads > 0);
+}
+
+/// The same entity id in two persistence ids (and ids that only differ where a naive key
+/// encoding would join them) are separate entities.
+pub async fn entities_are_isolated(store: Arc<dyn Store>) {
+    let keys = [
+        key("orders", "1"),
+        key("carts", "1"),
+        key("orders", "10"),
+        key("orders", "1|0"),
+        key("orders|1", "0"),
+        key("orders1", ""),
+        key("", "orders1"),
+        key("orders", "1\0"),
+    ];
+    for (index, key) in keys.iter().enumerate() {
+        let count = index as u64 + 1;
+        let label = key.to_string();
+        store
+            .append(key, events(1..=count, &label), None)
+            .await
+            .unwrap();
+        store
+            .write_value(key, 0, ValueWrite::Update(any("t", label.clone())))
+            .await
+            .unwrap();
+    }
+    for (index, key) in keys.iter().enumerate() {
+        let count = index as u64 + 1;
+        let label = key.to_string();
+        let recovery = store.load_journal(key).await.unwrap();
+        assert_eq!(recovery.snapshot, None, "{key}");
+        assert_eq!(recovery.events, events(1..=count, &label), "{key}");
+        let value = store.load_value(key).await.unwrap();
+        assert_eq!(
+            value,
+            Some(Value {
+                version: 1,
+                payload: any("t", label)
+            }),
+            "{key}"
+        );
+    }
+    // A snapshot and a delete on one key leave its neighbours alone.
+    store
+        .append(&keys[0], events(2..=2, "orders|1"), Some(snapshot(2, "x")))
+        .await
+        .unwrap();
+    store
+        .write_value(&keys[0], 1, ValueWrite::Delete)
+        .await
+        .unwrap();
+    for (index, key) in keys.iter().enumerate().skip(1) {
+        let recovery = store.load_journal(key).await.unwrap();
+        assert_eq!(recovery.snapshot, None, "{key}");
+        assert_eq!(recovery.last_sequence_nr(), index as u64 + 1, "{key}");
+        assert!(store.load_value(key).await.unwrap().is_some(), "{key}");
+    }
+}
+
+/// Many entities appending at the same time all get every event stored, in order.
+pub async fn concurrent_entities_all_land(store: Arc<dyn Store>) {
+    const ENTITIES: usize = 50;
+    const APPENDS: u64 = 100;
+    let tasks: Vec<_> = (0..ENTITIES)
+        .map(|entity| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let key = key("concurrent", &format!("entity-{entity}"));
+                for sequence_nr in 1..=APPENDS {
+                    let snapshot = (sequence_nr % 25 == 0).then(|| snapshot(sequence_nr - 1, "s"));
+                    store
+                        .append(&key, vec![event(sequence_nr, &key.entity_id)], snapshot)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for entity in 0..ENTITIES {
+        let key = key("concurrent", &format!("entity-{entity}"));
+        let recovery = store.load_journal(&key).await.unwrap();
+        assert_eq!(recovery.snapshot, Some(snapshot(APPENDS - 1, "s")), "{key}");
+        assert_eq!(
+            recovery.events,
+            events(APPENDS..=APPENDS, &key.entity_id),
+            "{key}"
+        );
+    }
+}
+
+/// Two writers racing to append the same sequence numbers to one journal: each number is won by
+/// exactly one of them, the loser is told so, and the journal holds exactly the winners' events
+/// and the winner's snapshot.
+pub async fn racing_appenders_never_fork(store: Arc<dyn Store>) {
+    const ROUNDS: u64 = 100;
+    let key = key("race", "journal");
+    let winners = race_appends(&store, &key, 1..=ROUNDS, false).await;
+    let winning: Vec<Event> = winners
+        .iter()
+        .map(|(&sequence_nr, writer)| event(sequence_nr, writer))
+        .collect();
+    assert_eq!(store.load_journal(&key).await.unwrap().events, winning);
+
+    // With snapshots: only the winner's snapshot is stored.
+    let winners = race_appends(&store, &key, ROUNDS + 1..=ROUNDS + 1, true).await;
+    let recovery = store.load_journal(&key).await.unwrap();
+    assert_eq!(
+        recovery.snapshot,
+        Some(snapshot(ROUNDS + 1, winners[&(ROUNDS + 1)]))
+    );
+    assert_eq!(recovery.events, vec![]);
+}
+
+/// Two writers append one event for every sequence number in `rounds`, both at the same time;
+/// returns who won each. Panics unless each round has exactly one winner.
+async fn race_appends(
+    store: &Arc<dyn Store>,
+    key: &EntityKey,
+    rounds: std::ops::RangeInclusive<u64>,
+    with_snapshot: bool,
+) -> BTreeMap<u64, &'static str> {
+    let barrier = Arc::new(Barrier::new(2));
+    let writers: Vec<_> = ["left", "right"]
+        .into_iter()
+        .map(|writer| {
+            let (store, key, barrier) = (store.clone(), key.clone(), barrier.clone());
+            let rounds = rounds.clone();
+            tokio::spawn(async move {
+                let mut won = BTreeSet::new();
+                for sequence_nr in rounds {
+                    barrier.wait().await;
+                    let snapshot = with_snapshot.then(|| snapshot(sequence_nr, writer));
+                    let result = store
+                        .append(&key, vec![event(sequence_nr, writer)], snapshot)
+                        .await;
+                    match result {
+                        Ok(()) => {
+                            won.insert(sequence_nr);
+                        }
+                        Err(StoreError::Conflict { .. }) => {}
+                        Err(other) => panic!("{writer} at {sequence_nr}: {other}"),
+                    }
+                }
+                (writer, won)
+            })
+        })
+        .collect();
+    let mut winners = BTreeMap::new();
+    for writer in writers {
+        let (writer, won) = writer.await.unwrap();
+        for sequence_nr in won {
+            let previous = winners.insert(sequence_nr, writer);
+            assert_eq!(
+                previous, None,
+                "sequence number {sequence_nr} was won twice"
+            );
+        }
+    }
+    assert!(
+        rounds
+            .clone()
+            .all(|sequence_nr| winners.contains_key(&sequence_nr)),
+        "some sequence number was won by nobody: {winners:?}"
+    );
+    winners
+}
+
+/// A value entity's value goes through create, update, stale writes, delete and re-create with
+/// the versions the trait promises.
+pub async fn value_lifecycle(store: Arc<dyn Store>) {
+    let key = key("values", "lifecycle");
+    assert_eq!(store.load_value(&key).await.unwrap(), None);
+    assert_conflict(
+        store
+            .write_value(&key, 1, ValueWrite::Update(any("t", "too early")))
+            .await,
+        &key,
+    );
+    assert_eq!(store.load_value(&key).await.unwrap(), None);
+
+    let created = store
+        .write_value(&key, 0, ValueWrite::Update(any("t", "one")))
+        .await
+        .unwrap();
+    assert_eq!(created, 1);
+    assert_eq!(
+        store.load_value(&key).await.unwrap(),
+        Some(Value {
+            version: 1,
+            payload: any("t", "one")
+        })
+    );
+    let updated = store
+        .write_value(&key, 1, ValueWrite::Update(any("t", "two")))
+        .await
+        .unwrap();
+    assert_eq!(updated, 2);
+    assert_eq!(
+        store.load_value(&key).await.unwrap(),
+        Some(Value {
+            version: 2,
+            payload: any("t", "two")
+        })
+    );
+
+    assert_conflict(store.write_value(&key, 1, ValueWrite::Delete).await, &key);
+    assert_eq!(
+        store.load_value(&key).await.unwrap().map(|v| v.version),
+        Some(2)
+    );
+    assert_eq!(
+        store
+            .write_value(&key, 2, ValueWrite::Delete)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.load_value(&key).await.unwrap(), None);
+
+    // After a delete the version is back to 0: only a create from 0 goes through.
+    assert_conflict(
+        store
+            .write_value(&key, 2, ValueWrite::Update(any("t", "stale")))
+            .await,
+        &key,
+    );
+    assert_conflict(store.write_value(&key, 2, ValueWrite::Delete).await, &key);
+    assert_eq!(store.load_value(&key).await.unwrap(), None);
+    assert_eq!(
+        store
+            .write_value(&key, 0, ValueWrite::Delete)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .write_value(&key, 0, ValueWrite::Update(any("t", "again")))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.load_value(&key).await.unwrap(),
+        Some(Value {
+            version: 1,
+            payload: any("t", "again")
+        })
+    );
+}
+
+/// Values come back with type URL and bytes exactly as written.
+pub async fn value_round_trip(store: Arc<dyn Store>) {
+    let key = key("values", "round-trip");
+    for (payload, version) in awkward_payloads().into_iter().zip(1..) {
+        let written = store
+            .write_value(&key, version - 1, ValueWrite::Update(payload.clone()))
+            .await
+            .unwrap();
+        assert_eq!(written, version);
+        assert_eq!(
+            store.load_value(&key).await.unwrap(),
+            Some(Value { version, payload })
+        );
+    }
+}
+
+/// A write with a stale, future or missing version is a conflict and changes nothing.
+pub async fn stale_value_write_changes_nothing(store: Arc<dyn Store>) {
+    let key = key("values", "stale");
+    for version in 0..3 {
+        store
+            .write_value(
+                &key,
+                version,
+                ValueWrite::Update(any("t", format!("v{}", version + 1))),
+            )
+            .await
+            .unwrap();
+    }
+    let before = store.load_value(&key).await.unwrap();
+    for expected in [0, 1, 2, 4, u64::MAX] {
+        assert_conflict(
+            store
+                .write_value(&key, expected, ValueWrite::Update(any("t", "lost")))
+                .await,
+            &key,
+        );
+        assert_conflict(
+            store.write_value(&key, expected, ValueWrite::Delete).await,
+            &key,
+        );
+        assert_eq!(store.load_value(&key).await.unwrap(), before);
+    }
+}
+
+/// A value and a journal under the same key do not touch each other.
+pub async fn values_and_journals_are_separate(store: Arc<dyn Store>) {
+    let key = key("shared", "key");
+    store
+        .write_value(&key, 0, ValueWrite::Update(any("t", "value")))
+        .await
+        .unwrap();
+    assert_eq!(store.load_journal(&key).await.unwrap(), Recovery::default());
+    store
+        .append(&key, events(1..=2, "a"), Some(snapshot(1, "a")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_value(&key).await.unwrap().map(|v| v.version),
+        Some(1)
+    );
+    store
+        .write_value(&key, 1, ValueWrite::Delete)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_journal(&key).await.unwrap().last_sequence_nr(),
+        2
+    );
+}
+
+/// Two writers racing to write the same version of one value: exactly one wins each version, and
+/// the stored value is the winner's.
+pub async fn racing_value_writers_one_wins(store: Arc<dyn Store>) {
+    const ROUNDS: u64 = 100;
+    let key = key("race", "value");
+    let barrier = Arc::new(Barrier::new(2));
+    let writers: Vec<_> = ["left", "right"]
+        .into_iter()
+        .map(|writer| {
+            let (store, key, barrier) = (store.clone(), key.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let mut won = BTreeSet::new();
+                for version in 0..ROUNDS {
+                    barrier.wait().await;
+                    let payload = any("t", format!("{writer}{version}"));
+                    match store
+                        .write_value(&key, version, ValueWrite::Update(payload))
+                        .await
+                    {
+                        Ok(new_version) => {
+                            assert_eq!(new_version, version + 1);
+                            won.insert(version);
+                        }
+                        Err(StoreError::Conflict { .. }) => {}
+                        Err(other) => panic!("{writer} at {version}: {other}"),
+                    }
+                }
+                (writer, won)
+            })
+        })
+        .collect();
+    let mut winners = BTreeMap::new();
+    for writer in writers {
+        let (writer, won) = writer.await.unwrap();
+        for version in won {
+            assert_eq!(
+                winners.insert(version, writer),
+                None,
+                "version {version} won twice"
+            );
+        }
+    }
+    assert_eq!(
+        winners.len() as u64,
+        ROUNDS,
+        "some version was won by nobody"
+    );
+    let last = ROUNDS - 1;
+    assert_eq!(
+        store.load_value(&key).await.unwrap(),
+        Some(Value {
+            version: ROUNDS,
+            payload: any("t", format!("{}{last}", winners[&last])),
+        })
+    );
+}
+
+/// Many writers incrementing one counter with read-modify-write and retry on conflict: no
+/// increment is lost.
+pub async fn concurrent_value_increments_lose_nothing(store: Arc<dyn Store>) {
+    const WRITERS: u64 = 8;
+    const INCREMENTS: u64 = 25;
+    let key = key("race", "counter");
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move {
+                for _ in 0..INCREMENTS {
+                    loop {
+                        let (version, count) = match store.load_value(&key).await.unwrap() {
+                            None => (0, 0),
+                            Some(value) => (value.version, decode_count(&value.payload)),
+                        };
+                        let next = any("count", (count + 1).to_be_bytes().to_vec());
+                        match store
+                            .write_value(&key, version, ValueWrite::Update(next))
+                            .await
+                        {
+                            Ok(_) => break,
+                            Err(StoreError::Conflict { .. }) => tokio::task::yield_now().await,
+                            Err(other) => panic!("{other}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let value = store.load_value(&key).await.unwrap().unwrap();
+    assert_eq!(value.version, WRITERS * INCREMENTS);
+    assert_eq!(decode_count(&value.payload), WRITERS * INCREMENTS);
+}
+
+fn decode_count(payload: &Any) -> u64 {
+    u64::from_be_bytes(payload.value.as_ref().try_into().unwrap())
+}
+
+/// A working store answers `ping`.
+pub async fn ping(store: Arc<dyn Store>) {
+    store.ping().await.unwrap();
+}

@@ -1,0 +1,341 @@
+//! The embedded on-disk store (`--store embedded`): journals, snapshots and values in one
+//! [redb](https://docs.rs/redb) database file, for a single proxy process.
+//!
+//! # Writes: group commit
+//! One dedicated writer thread owns every write. [`Store::append`] and [`Store::write_value`]
+//! queue a request and wait for its answer. The thread blocks until a request arrives, then takes
+//! whatever else is already queued (up to 1024 requests), applies them all in one write
+//! transaction and commits it once, with [`redb::Durability::Immediate`] (fsync), before it
+//! answers any of them. An idle store commits a lone request at once; under load the batches
+//! grow by themselves, so many entities share one fsync. There are no timers.
+//!
+//! Inside the transaction each request is checked on its own, against the tables as the
+//! requests before it in the batch left them: an append against the stored last sequence
+//! number ([`cloudstate_store::check_append`]), a value write against the stored version. A
+//! request that fails its check gets its own error and writes nothing; the rest of the batch
+//! still commits. If the transaction or its commit fails, every request of the batch gets
+//! [`StoreError::Unavailable`].
+//!
+//! A write resolves only after its commit; if its future is dropped earlier, the write may or
+//! may not be stored.
+//!
+//! # Reads
+//! [`Store::load_journal`] and [`Store::load_value`] run on tokio's blocking pool in read
+//! transactions, which see the last commit and never wait for the writer.
+//!
+//! # On-disk layout
+//! The directory given to [`EmbeddedStore::open`] holds one file, `cloudstate.redb`, with four
+//! tables (persistence ids and entity ids are stored as UTF-8 strings; numbers are `u64`):
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `meta` | `&str` name | `u64`: `"format_version"` → [`FORMAT_VERSION`] |
+//! | `journal` | `(persistence id, entity id, sequence number)` | the event's `google.protobuf.Any`, protobuf encoded |
+//! | `snapshots` | `(persistence id, entity id)` | the latest snapshot: a protobuf message with field 1 `uint64` sequence number and field 2 the `google.protobuf.Any` |
+//! | `values` | `(persistence id, entity id)` | the value: the same message, field 1 being the version |
+//!
+//! Keys sort by persistence id, then entity id, then sequence number, so an entity's events are
+//! one contiguous range: its last sequence number is the last key of that range, and recovery
+//! reads the range after the snapshot. A snapshot replaces the previous one; events are never
+//! removed. A value delete removes the row. An `Any`'s type URL and bytes are stored as given.
+//!
+//! Opening a file with another format version fails. Bytes that do not decode are reported as
+//! [`StoreError::Corrupt`], naming the entity, the record and the file.
+
+mod layout;
+mod writer;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use async_trait::async_trait;
+use cloudstate_store::{
+    EntityKey, Event, Recovery, Snapshot, Store, StoreError, Value, ValueWrite,
+};
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
+use tokio::sync::{mpsc, oneshot};
+
+pub use layout::FORMAT_VERSION;
+use layout::{Failure, JOURNAL, META, SNAPSHOTS, VALUES};
+use writer::{MAX_BATCH, Op, Request, WriterThread};
+
+/// The name of the database file inside the store's directory.
+pub const FILE_NAME: &str = "cloudstate.redb";
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The directory could not be created (or is not a directory).
+    #[error("cannot create the store directory {}: {source}", path.display())]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
+    /// Another process, or another store in this one, has the database open.
+    #[error("the store {} is locked: another process (or another store in this process) has it open", path.display())]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The database file could not be opened (unreadable, not a redb file, ...).
+    #[error("cannot open the store {}: {source}", path.display())]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What redb said.
+        source: DatabaseError,
+    },
+    /// The file was written in a format this build does not read.
+    #[error("the store {} has format version {found}; this build reads version {FORMAT_VERSION}", path.display())]
+    Format {
+        /// The database file.
+        path: PathBuf,
+        /// The version recorded in the file.
+        found: u64,
+    },
+    /// Creating the tables or reading the format version failed.
+    #[error("cannot prepare the store {}: {source}", path.display())]
+    Prepare {
+        /// The database file.
+        path: PathBuf,
+        /// What redb said.
+        source: redb::Error,
+    },
+    /// The writer thread could not be started.
+    #[error("cannot start the writer thread of the store {}: {source}", path.display())]
+    Thread {
+        /// The database file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// What the store's handle, its read tasks and its writer thread share.
+pub(crate) struct Shared {
+    db: Database,
+    /// The database file's path, for messages.
+    location: String,
+}
+
+/// A [`Store`] in a redb database file: durable (each write resolves after an fsynced commit),
+/// group-committing, with reads that never wait for writes. See the [crate docs](crate).
+///
+/// Dropping it lets the writer thread answer every queued request and waits until the thread
+/// has exited; the database file is closed (and its lock released) once the last running read
+/// has finished too.
+pub struct EmbeddedStore {
+    // Fields drop in declaration order: dropping the sender first closes the channel, so the
+    // writer thread drains it and exits, which `_writer`'s drop then waits for.
+    requests: mpsc::Sender<Request>,
+    _writer: WriterThread,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("location", &self.shared.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens the store in `dir`, creating the directory and the database file
+    /// ([`FILE_NAME`]) if they do not exist, and starts its writer thread.
+    ///
+    /// Fails if the directory is unusable, if the file is locked by another process or store, or
+    /// if it is not a store of this [`FORMAT_VERSION`].
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Directory {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::create(&path).map_err(|source| match source {
+            DatabaseError::DatabaseAlreadyOpen => Error::Locked { path: path.clone() },
+            source => Error::Open {
+                path: path.clone(),
+                source,
+            },
+        })?;
+        prepare(&db)
+            .map_err(|source| Error::Prepare {
+                path: path.clone(),
+                source,
+            })?
+            .map_err(|found| Error::Format {
+                path: path.clone(),
+                found,
+            })?;
+        let shared = Arc::new(Shared {
+            db,
+            location: path.display().to_string(),
+        });
+        // Room for a few full batches: enough that a busy writer always has its next batch
+        // waiting, and a bound on the memory queued writes take (senders wait when it is full).
+        let (requests, queue) = mpsc::channel(4 * MAX_BATCH);
+        let writer = WriterThread::spawn(shared.clone(), queue)
+            .map_err(|source| Error::Thread { path, source })?;
+        Ok(EmbeddedStore {
+            requests,
+            _writer: writer,
+            shared,
+        })
+    }
+
+    /// The path of the database file.
+    pub fn location(&self) -> &str {
+        &self.shared.location
+    }
+
+    async fn write(&self, key: &EntityKey, op: Op) -> Result<u64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            key: key.clone(),
+            op,
+            reply,
+        };
+        self.requests.send(request).await.map_err(|_| {
+            StoreError::Unavailable(format!(
+                "the writer of {} has stopped; nothing was written",
+                self.shared.location
+            ))
+        })?;
+        answer.await.map_err(|_| {
+            StoreError::Unavailable(format!(
+                "the writer of {} stopped before answering; the write may or may not be stored",
+                self.shared.location
+            ))
+        })?
+    }
+
+    /// Runs `read` in a read transaction on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&redb::ReadTransaction, &str) -> Result<T, Failure> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let shared = self.shared.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let transaction = shared.db.begin_read().map_err(Failure::from)?;
+            read(&transaction, &shared.location)
+        })
+        .await
+        .map_err(|error| {
+            StoreError::Unavailable(format!(
+                "a read of {} failed: {error}",
+                self.shared.location
+            ))
+        })?;
+        result.map_err(|failure| match failure {
+            Failure::Refused(error) => error,
+            Failure::Storage(error) => {
+                StoreError::Unavailable(format!("cannot read {}: {error}", self.shared.location))
+            }
+        })
+    }
+}
+
+/// Creates the tables of a new file and records its format version, or checks the version of
+/// an existing one. Returns the version found if it is not [`FORMAT_VERSION`].
+fn prepare(db: &Database) -> Result<Result<(), u64>, redb::Error> {
+    let transaction = db.begin_write()?;
+    {
+        let mut meta = transaction.open_table(META)?;
+        let found = meta
+            .get(layout::FORMAT_VERSION_KEY)?
+            .map(|version| version.value());
+        match found {
+            None => {
+                meta.insert(layout::FORMAT_VERSION_KEY, FORMAT_VERSION)?;
+            }
+            Some(FORMAT_VERSION) => {}
+            Some(other) => return Ok(Err(other)),
+        }
+        // Created here so that read transactions can always open them.
+        transaction.open_table(JOURNAL)?;
+        transaction.open_table(SNAPSHOTS)?;
+        transaction.open_table(VALUES)?;
+    }
+    transaction.commit()?;
+    Ok(Ok(()))
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn load_journal(&self, key: &EntityKey) -> Result<Recovery, StoreError> {
+        let key = key.clone();
+        self.read(move |transaction, location| {
+            let snapshot = layout::snapshot(&transaction.open_table(SNAPSHOTS)?, &key, location)?;
+            let after = snapshot.as_ref().map_or(0, |snapshot| snapshot.sequence_nr);
+            let events =
+                layout::events_after(&transaction.open_table(JOURNAL)?, &key, after, location)?;
+            Ok(Recovery { snapshot, events })
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        key: &EntityKey,
+        events: Vec<Event>,
+        snapshot: Option<Snapshot>,
+    ) -> Result<(), StoreError> {
+        if events.is_empty() && snapshot.is_none() {
+            return Ok(());
+        }
+        self.write(key, Op::Append { events, snapshot })
+            .await
+            .map(|_| ())
+    }
+
+    async fn load_value(&self, key: &EntityKey) -> Result<Option<Value>, StoreError> {
+        let key = key.clone();
+        self.read(move |transaction, location| {
+            layout::value(&transaction.open_table(VALUES)?, &key, location)
+        })
+        .await
+    }
+
+    async fn write_value(
+        &self,
+        key: &EntityKey,
+        expected_version: u64,
+        write: ValueWrite,
+    ) -> Result<u64, StoreError> {
+        self.write(
+            key,
+            Op::WriteValue {
+                expected_version,
+                write,
+            },
+        )
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.requests.is_closed() {
+            return Err(StoreError::Unavailable(format!(
+                "the writer of {} has stopped",
+                self.shared.location
+            )));
+        }
+        self.read(|transaction, location| {
+            let meta = transaction.open_table(META)?;
+            match meta
+                .get(layout::FORMAT_VERSION_KEY)?
+                .map(|version| version.value())
+            {
+                Some(FORMAT_VERSION) => Ok(()),
+                found => Err(Failure::Refused(StoreError::Corrupt(format!(
+                    "{location}: format version {found:?}, expected {FORMAT_VERSION}"
+                )))),
+            }
+        })
+        .await
+    }
+}

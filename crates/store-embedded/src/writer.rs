@@ -1,0 +1,317 @@
+//! The writer thread: the only place that writes to the database, one group commit at a time.
+
+use std::{sync::Arc, thread::JoinHandle};
+
+use cloudstate_store::{EntityKey, Event, Snapshot, StoreError, ValueWrite, check_append};
+use prost::Message;
+use redb::{Durability, Table, WriteTransaction};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    Shared,
+    layout::{self, Failure, JOURNAL, SNAPSHOTS, VALUES},
+};
+
+/// The most requests one transaction takes: bounds the latency a request queued behind a big
+/// batch sees, and the memory of one transaction.
+pub(crate) const MAX_BATCH: usize = 1024;
+
+/// A write waiting for the writer thread.
+pub(crate) struct Request {
+    pub(crate) key: EntityKey,
+    pub(crate) op: Op,
+    /// The new last sequence number (appends) or version (value writes), once committed.
+    pub(crate) reply: oneshot::Sender<Result<u64, StoreError>>,
+}
+
+/// What a [`Request`] writes.
+pub(crate) enum Op {
+    Append {
+        events: Vec<Event>,
+        snapshot: Option<Snapshot>,
+    },
+    WriteValue {
+        expected_version: u64,
+        write: ValueWrite,
+    },
+}
+
+/// The writer thread; dropping it waits until the thread has exited, which it does once every
+/// sender of its channel is gone and the queued requests are answered.
+pub(crate) struct WriterThread(Option<JoinHandle<()>>);
+
+impl WriterThread {
+    /// Starts the writer thread on `shared`'s database, taking requests from `requests`.
+    pub(crate) fn spawn(
+        shared: Arc<Shared>,
+        requests: mpsc::Receiver<Request>,
+    ) -> std::io::Result<Self> {
+        let handle = std::thread::Builder::new()
+            .name("cloudstate-store-writer".into())
+            .spawn(move || run(&shared, requests))?;
+        Ok(WriterThread(Some(handle)))
+    }
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            // A panic on the writer thread has already failed its requests (their reply senders
+            // were dropped); there is nobody left to tell.
+            let _ = handle.join();
+        }
+    }
+}
+
+fn run(shared: &Shared, mut requests: mpsc::Receiver<Request>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Blocking for the first request and then taking only what is already queued means an idle
+    // store commits a lone request at once, while a busy one gathers everything that arrived
+    // during the previous commit into the next.
+    while let Some(first) = requests.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        commit(shared, &mut batch);
+    }
+}
+
+/// Applies `batch` in one transaction, commits it, and answers (and removes) every request.
+pub(crate) fn commit(shared: &Shared, batch: &mut Vec<Request>) {
+    match apply(shared, batch) {
+        Ok(outcomes) => {
+            for (request, outcome) in batch.drain(..).zip(outcomes) {
+                // The caller may have stopped waiting; its write stands all the same.
+                let _ = request.reply.send(outcome);
+            }
+        }
+        Err(failure) => {
+            let detail = format!(
+                "{failure}; none of the {} writes of this transaction to {} is known to be stored",
+                batch.len(),
+                shared.location
+            );
+            for request in batch.drain(..) {
+                let _ = request
+                    .reply
+                    .send(Err(StoreError::Unavailable(detail.clone())));
+            }
+        }
+    }
+}
+
+/// How a batch failed as a whole.
+#[derive(Debug, thiserror::Error)]
+enum BatchFailure {
+    #[error("the write transaction failed before its commit: {0}")]
+    BeforeCommit(redb::Error),
+    #[error("the commit failed, its outcome is unknown: {0}")]
+    Commit(redb::Error),
+}
+
+/// The tables one batch writes.
+struct Tables<'txn> {
+    journal: Table<'txn, (&'static str, &'static str, u64), &'static [u8]>,
+    snapshots: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    values: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+}
+
+fn apply(shared: &Shared, batch: &[Request]) -> Result<Vec<Result<u64, StoreError>>, BatchFailure> {
+    let mut transaction = shared
+        .db
+        .begin_write()
+        .map_err(|error| BatchFailure::BeforeCommit(error.into()))?;
+    // The default already, but durability is this store's promise, so it is not left implicit.
+    transaction
+        .set_durability(Durability::Immediate)
+        .map_err(|error| BatchFailure::BeforeCommit(error.into()))?;
+    let outcomes =
+        write_all(&transaction, batch, &shared.location).map_err(BatchFailure::BeforeCommit)?;
+    transaction
+        .commit()
+        .map_err(|error| BatchFailure::Commit(error.into()))?;
+    Ok(outcomes)
+}
+
+/// Writes every request that passes its checks; fails only if the database does.
+fn write_all(
+    transaction: &WriteTransaction,
+    batch: &[Request],
+    location: &str,
+) -> Result<Vec<Result<u64, StoreError>>, redb::Error> {
+    let mut tables = Tables {
+        journal: transaction.open_table(JOURNAL)?,
+        snapshots: transaction.open_table(SNAPSHOTS)?,
+        values: transaction.open_table(VALUES)?,
+    };
+    batch
+        .iter()
+        // Requests are checked against the tables as this transaction has changed them, so two
+        // requests for one entity in a batch behave like two calls one after the other.
+        .map(|request| match apply_one(&mut tables, request, location) {
+            Ok(number) => Ok(Ok(number)),
+            Err(Failure::Refused(error)) => Ok(Err(error)),
+            Err(Failure::Storage(error)) => Err(error),
+        })
+        .collect()
+}
+
+/// Checks one request and, if it passes, writes it. A refusal writes nothing.
+fn apply_one(tables: &mut Tables<'_>, request: &Request, location: &str) -> Result<u64, Failure> {
+    let key = &request.key;
+    let columns = layout::entity(key);
+    match &request.op {
+        Op::Append { events, snapshot } => {
+            let last = layout::last_sequence_nr(&tables.journal, key)?;
+            check_append(key, last, events, snapshot.as_ref())?;
+            for event in events {
+                let record = event.payload.encode_to_vec();
+                tables
+                    .journal
+                    .insert((columns.0, columns.1, event.sequence_nr), record.as_slice())?;
+            }
+            if let Some(snapshot) = snapshot {
+                let record = layout::encode_numbered(snapshot.sequence_nr, &snapshot.payload);
+                tables.snapshots.insert(columns, record.as_slice())?;
+            }
+            Ok(events.last().map_or(last, |event| event.sequence_nr))
+        }
+        Op::WriteValue {
+            expected_version,
+            write,
+        } => {
+            let stored =
+                layout::value(&tables.values, key, location)?.map_or(0, |value| value.version);
+            if stored != *expected_version {
+                return Err(Failure::Refused(StoreError::Conflict {
+                    key: key.clone(),
+                    detail: format!("expected version {expected_version}, stored {stored}"),
+                }));
+            }
+            match write {
+                ValueWrite::Update(payload) => {
+                    let version = stored.checked_add(1).ok_or_else(|| {
+                        Failure::Refused(StoreError::InvalidWrite {
+                            key: key.clone(),
+                            detail: "the version cannot grow past u64::MAX".into(),
+                        })
+                    })?;
+                    let record = layout::encode_numbered(version, payload);
+                    tables.values.insert(columns, record.as_slice())?;
+                    Ok(version)
+                }
+                ValueWrite::Delete => {
+                    tables.values.remove(columns)?;
+                    Ok(0)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cloudstate_store::{Any, EntityKey, Event, Snapshot, Store, StoreError, ValueWrite};
+    use tokio::sync::oneshot;
+
+    use super::{Op, Request, commit};
+    use crate::EmbeddedStore;
+
+    fn event(sequence_nr: u64) -> Event {
+        Event {
+            sequence_nr,
+            payload: Any {
+                type_url: "t".into(),
+                value: format!("e{sequence_nr}").into(),
+            },
+        }
+    }
+
+    fn append(sequence_nrs: &[u64], snapshot: Option<u64>) -> Op {
+        Op::Append {
+            events: sequence_nrs.iter().copied().map(event).collect(),
+            snapshot: snapshot.map(|sequence_nr| Snapshot {
+                sequence_nr,
+                payload: event(sequence_nr).payload,
+            }),
+        }
+    }
+
+    /// One batch, applied by the writer's own commit: requests for one entity see each other's
+    /// writes, and a refused request fails alone while the rest commits.
+    #[tokio::test]
+    async fn a_batch_commits_all_but_its_refused_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let journal = EntityKey::new("p", "journal");
+        let value = EntityKey::new("p", "value");
+        let other = EntityKey::new("p", "other");
+        let ops = vec![
+            (journal.clone(), append(&[1, 2], None)),
+            (journal.clone(), append(&[3], Some(2))),
+            (journal.clone(), append(&[3], Some(3))),
+            (
+                value.clone(),
+                Op::WriteValue {
+                    expected_version: 0,
+                    write: ValueWrite::Update(event(1).payload),
+                },
+            ),
+            (
+                value.clone(),
+                Op::WriteValue {
+                    expected_version: 0,
+                    write: ValueWrite::Update(event(2).payload),
+                },
+            ),
+            (
+                value.clone(),
+                Op::WriteValue {
+                    expected_version: 1,
+                    write: ValueWrite::Delete,
+                },
+            ),
+            (other.clone(), append(&[1, 3], None)),
+            (other.clone(), append(&[1], Some(1))),
+        ];
+        let (mut batch, mut answers): (Vec<_>, Vec<_>) = ops
+            .into_iter()
+            .map(|(key, op)| {
+                let (reply, answer) = oneshot::channel();
+                (Request { key, op, reply }, answer)
+            })
+            .unzip();
+        commit(&store.shared, &mut batch);
+        assert!(batch.is_empty());
+        let mut answers = answers.iter_mut().map(|answer| answer.try_recv().unwrap());
+        assert_eq!(answers.next().unwrap().unwrap(), 2);
+        assert_eq!(answers.next().unwrap().unwrap(), 3);
+        assert!(matches!(
+            answers.next().unwrap(),
+            Err(StoreError::Conflict { .. })
+        ));
+        assert_eq!(answers.next().unwrap().unwrap(), 1);
+        assert!(matches!(
+            answers.next().unwrap(),
+            Err(StoreError::Conflict { .. })
+        ));
+        assert_eq!(answers.next().unwrap().unwrap(), 0);
+        assert!(matches!(
+            answers.next().unwrap(),
+            Err(StoreError::InvalidWrite { .. })
+        ));
+        assert_eq!(answers.next().unwrap().unwrap(), 1);
+
+        let recovery = store.load_journal(&journal).await.unwrap();
+        assert_eq!(recovery.snapshot.map(|s| s.sequence_nr), Some(2));
+        assert_eq!(recovery.events, vec![event(3)]);
+        assert_eq!(store.load_value(&value).await.unwrap(), None);
+        let recovery = store.load_journal(&other).await.unwrap();
+        assert_eq!(recovery.snapshot.map(|s| s.sequence_nr), Some(1));
+        assert_eq!(recovery.events, vec![]);
+    }
+}
