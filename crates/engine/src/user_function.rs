@@ -82,7 +82,7 @@ impl UserFunction {
                         user_function = %self.address,
                         attempt,
                         retry_in = ?delay,
-                        error = %status.message(),
+                        error = %describe(&status),
                         "waiting for the user function to answer discovery"
                     );
                     tokio::time::sleep(delay).await;
@@ -101,5 +101,19 @@ impl UserFunction {
         tokio::spawn(async move {
             let _ = client.report_error(UserFunctionError { message }).await;
         });
+    }
+}
+
+/// A status's message followed by its root cause ("tcp connect error: Connection refused").
+fn describe(status: &tonic::Status) -> String {
+    let mut root = None;
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        root = Some(error);
+        source = error.source();
+    }
+    match root {
+        Some(root) => format!("{}: {root}", status.message()),
+        None => status.message().to_owned(),
     }
 }

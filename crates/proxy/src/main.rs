@@ -1,0 +1,121 @@
+//! `cloudstate-proxy`: the sidecar in front of a Cloudstate user function.
+//!
+//! Start-up: open the store, start serving (health endpoints answer at once, user methods
+//! answer UNAVAILABLE until discovery is done), call discovery until the user function answers,
+//! check what it declared, then serve its methods. SIGINT/SIGTERM stop accepting connections
+//! and let in-flight calls finish.
+
+mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use cloudstate_engine::{Engine, EngineConfig, ServiceModel, UserFunction};
+use cloudstate_ingress::Ingress;
+use cloudstate_store::{MemoryStore, Store};
+use cloudstate_store_embedded::EmbeddedStore;
+use tokio::net::TcpListener;
+
+use config::{Config, LogFormat, StoreConfig};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    init_logging(config.log_format);
+    if let Err(error) = run(config).await {
+        tracing::error!("{error:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let store: Arc<dyn Store> = match &config.store {
+        StoreConfig::Memory => Arc::new(MemoryStore::new()),
+        StoreConfig::Embedded(dir) => Arc::new(
+            EmbeddedStore::open(dir)
+                .with_context(|| format!("opening the embedded store in {}", dir.display()))?,
+        ),
+    };
+    let address = SocketAddr::new(config.http_interface, config.http_port);
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening on {address}"))?;
+    tracing::info!(%address, store = ?config.store, "cloudstate-proxy listening");
+
+    let ingress = Ingress::new(store.clone());
+    let mut server = {
+        let ingress = ingress.clone();
+        tokio::spawn(async move { ingress.serve(listener, shutdown_signal()).await })
+    };
+
+    let user_function = UserFunction::new(&config.user_function_host, config.user_function_port)
+        .context("invalid user function address")?;
+    let discovery = user_function.discover_with_retry(Duration::from_millis(100), config.discovery_max_backoff);
+    let spec = tokio::select! {
+        spec = discovery => spec,
+        result = &mut server => return result.context("server task failed")?.map_err(Into::into),
+    };
+    let model = ServiceModel::build(&spec).inspect_err(|error| {
+        user_function.report_error(error.to_string());
+    })?;
+    for service in model.services() {
+        tracing::info!(
+            service = %service.name,
+            kind = ?service.kind,
+            persistence_id = %service.persistence_id,
+            "serving"
+        );
+    }
+    let engine = Engine::new(
+        model,
+        store,
+        user_function,
+        EngineConfig {
+            command_timeout: config.command_timeout,
+            passivation_timeout: config.passivation_timeout,
+            mailbox_capacity: config.entity_mailbox_capacity as usize,
+            max_chain_length: config.max_chain_length,
+        },
+    );
+    ingress.set_engine(engine);
+    tracing::info!("ready");
+    server.await.context("server task failed")??;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down: finishing in-flight calls");
+}
