@@ -1,0 +1,59 @@
+//! The SDK's error type.
+
+/// Errors of the SDK: registration problems found at start-up, protocol violations by the proxy,
+/// payloads that do not decode, and server I/O.
+///
+/// Command failures that a client sees are not errors of the SDK: handlers return
+/// [`Failure`](crate::Failure) for those.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The descriptor set given to [`Server::new`](crate::Server::new) does not decode.
+    #[error("invalid descriptor set: {0}")]
+    InvalidDescriptorSet(#[source] prost::DecodeError),
+    /// A registered entity does not match the descriptor set (unknown service or method,
+    /// handler types that differ from the method's, a streamed method) or is registered twice.
+    #[error("entity {service}: {reason}")]
+    InvalidEntity {
+        /// The entity's service (full name).
+        service: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An `Any` names a type the receiving side does not know (an event or snapshot type that
+    /// is not the entity's).
+    #[error("unexpected type {type_url}")]
+    UnknownType {
+        /// The `Any`'s type URL.
+        type_url: String,
+    },
+    /// An `Any`'s bytes do not decode as the type its URL names.
+    #[error("cannot decode {type_url}: {source}")]
+    Decode {
+        /// The `Any`'s type URL.
+        type_url: String,
+        /// What prost reported.
+        #[source]
+        source: prost::DecodeError,
+    },
+    /// The proxy broke the entity protocol (no `init` first, a second `init`, an event after a
+    /// command, an event that does not decode, an unknown service, ...), or the entity cannot
+    /// continue (user code panicked while applying events). The stream ends with this error.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// `HOST`/`PORT` do not form a usable address, or binding it failed.
+    #[error("address {address}: {source}")]
+    Address {
+        /// The address as given.
+        address: String,
+        /// Why it is not usable.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Testkit: the command's outcome was not what the test asked for (a failure where a
+    /// reply was expected, a reply of another type, ...).
+    #[error("unexpected outcome: {0}")]
+    UnexpectedOutcome(String),
+}

@@ -1,0 +1,236 @@
+//! What a command handler produces besides state changes: its reply (a message, a forward or
+//! nothing), side effects, and failures.
+
+use std::fmt;
+
+use cloudstate_protocol::{self as protocol, Any};
+use prost::{Message, Name};
+use tonic::Code;
+
+use crate::Error;
+
+/// The reply of a command whose method returns `M`.
+///
+/// Handlers usually return `M` itself (see [`IntoReply`]); `Reply` is for the other two cases.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply<M> {
+    /// Reply with this message (sent as `type.googleapis.com/<full name of M>`).
+    Message(M),
+    /// Hand the command over to another service method; its reply becomes this command's.
+    Forward(Forward),
+    /// No client action: the proxy sends the client no message for this command.
+    NoReply,
+}
+
+impl<M> Reply<M> {
+    /// Forwards the command to `service` (full name) `method` with `request` as its input.
+    ///
+    /// The proxy executes the forward after this command's events are persisted.
+    pub fn forward<R: Message + Name>(
+        service: impl Into<String>,
+        method: impl Into<String>,
+        request: &R,
+    ) -> Self {
+        Reply::Forward(Forward {
+            service: service.into(),
+            method: method.into(),
+            payload: Any::from_message(request),
+        })
+    }
+}
+
+/// What a handler may return in `Ok`: a reply message `M` (including `()`, which is
+/// `google.protobuf.Empty`) or a [`Reply<M>`].
+pub trait IntoReply {
+    /// The message type of the method's output.
+    type Output: Message + Name;
+
+    /// Converts into a [`Reply`].
+    fn into_reply(self) -> Reply<Self::Output>;
+}
+
+impl<M: Message + Name> IntoReply for M {
+    type Output = M;
+
+    fn into_reply(self) -> Reply<M> {
+        Reply::Message(self)
+    }
+}
+
+impl<M: Message + Name> IntoReply for Reply<M> {
+    type Output = M;
+
+    fn into_reply(self) -> Reply<M> {
+        self
+    }
+}
+
+impl<M: Message + Name> Reply<M> {
+    /// The protocol's client action; `None` for [`Reply::NoReply`].
+    pub(crate) fn into_action(self) -> Option<protocol::client_action::Action> {
+        match self {
+            Reply::Message(message) => Some(protocol::client_action::Action::Reply(
+                protocol::Reply::with_payload(Any::from_message(&message)),
+            )),
+            Reply::Forward(forward) => Some(protocol::client_action::Action::Forward(
+                forward.into_proto(),
+            )),
+            Reply::NoReply => None,
+        }
+    }
+}
+
+/// A command handed over to another service method.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward {
+    /// Full name of the target service.
+    pub service: String,
+    /// Name of the target method.
+    pub method: String,
+    /// The target method's input.
+    pub payload: Any,
+}
+
+impl Forward {
+    fn into_proto(self) -> protocol::Forward {
+        protocol::Forward {
+            service_name: self.service,
+            command_name: self.method,
+            payload: Some(self.payload),
+            metadata: None,
+        }
+    }
+
+    /// Converts the protocol's message.
+    pub(crate) fn from_proto(forward: protocol::Forward) -> Self {
+        Forward {
+            service: forward.service_name,
+            method: forward.command_name,
+            payload: forward.payload.unwrap_or_default(),
+        }
+    }
+}
+
+/// A call the proxy makes after the command's events are persisted and before it replies;
+/// its result is ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SideEffect {
+    /// Full name of the service to call.
+    pub service: String,
+    /// Name of the method to call.
+    pub method: String,
+    /// The method's input.
+    pub payload: Any,
+    /// Whether the proxy waits for the call to finish before replying.
+    pub synchronous: bool,
+}
+
+impl SideEffect {
+    pub(crate) fn into_proto(self) -> protocol::SideEffect {
+        protocol::SideEffect {
+            service_name: self.service,
+            command_name: self.method,
+            payload: Some(self.payload),
+            synchronous: self.synchronous,
+            metadata: None,
+        }
+    }
+
+    pub(crate) fn from_proto(effect: protocol::SideEffect) -> Self {
+        SideEffect {
+            service: effect.service_name,
+            method: effect.command_name,
+            payload: effect.payload.unwrap_or_default(),
+            synchronous: effect.synchronous,
+        }
+    }
+}
+
+/// A command that failed: the client gets an error with this description, and the command's
+/// events and side effects are discarded (never sent to the proxy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    description: String,
+    code: Option<Code>,
+    restart: bool,
+}
+
+impl Failure {
+    /// A failure the client sees as gRPC `UNKNOWN` with `description` (HTTP 500).
+    pub fn new(description: impl Into<String>) -> Self {
+        Failure {
+            description: description.into(),
+            code: None,
+            restart: false,
+        }
+    }
+
+    /// Sets the gRPC status code the client sees instead of `UNKNOWN` (this implementation's
+    /// protocol extension `Failure.grpc_status_code`; the original proxy ignores it).
+    pub fn with_code(mut self, code: Code) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// Asks the proxy to restart the entity after replying: close the stream and recover the
+    /// state from the journal on a new one.
+    pub fn with_restart(mut self) -> Self {
+        self.restart = true;
+        self
+    }
+
+    /// The text the client sees.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The gRPC status code the client sees, if not `UNKNOWN`.
+    pub fn code(&self) -> Option<Code> {
+        self.code
+    }
+
+    /// Whether the proxy is asked to restart the entity.
+    pub fn restart(&self) -> bool {
+        self.restart
+    }
+
+    /// The protocol's failure of command `command_id`.
+    pub(crate) fn into_proto(self, command_id: i64) -> protocol::Failure {
+        protocol::Failure {
+            command_id,
+            description: self.description,
+            restart: self.restart,
+            grpc_status_code: self.code.map_or(0, i32::from),
+        }
+    }
+
+    pub(crate) fn from_proto(failure: protocol::Failure) -> Self {
+        Failure {
+            description: failure.description,
+            code: (failure.grpc_status_code != 0).then(|| Code::from(failure.grpc_status_code)),
+            restart: failure.restart,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// Decodes `any` as `M`, checking that its type URL names `M`.
+pub(crate) fn decode_any<M: Message + Name + Default>(any: &Any) -> Result<M, Error> {
+    match any.to_message::<M>() {
+        Some(Ok(message)) => Ok(message),
+        Some(Err(source)) => Err(Error::Decode {
+            type_url: any.type_url.clone(),
+            source,
+        }),
+        None => Err(Error::UnknownType {
+            type_url: any.type_url.clone(),
+        }),
+    }
+}

@@ -1,0 +1,444 @@
+//! Unit-test entities without a proxy or a network.
+//!
+//! [`EventSourcedTestKit`] plays the proxy's part for one entity instance: it sends the same
+//! protocol messages the proxy would (init, replayed events, commands with ids 1, 2, ...) to the
+//! same dispatch code the [`Server`](crate::Server) runs, keeps a journal of the persisted
+//! events and the latest snapshot, and decodes each reply back into typed values.
+//!
+//! ```
+//! # use cloudstate::{Commands, CommandContext, EventSourced, EventSourcedEntity, Failure};
+//! # #[derive(Clone, PartialEq, prost::Message)]
+//! # pub struct Increment { #[prost(int64, tag = "1")] pub by: i64 }
+//! # impl prost::Name for Increment { const NAME: &'static str = "Increment"; const PACKAGE: &'static str = "counter"; }
+//! # #[derive(Clone, PartialEq, prost::Message)]
+//! # pub struct Incremented { #[prost(int64, tag = "1")] pub by: i64 }
+//! # impl prost::Name for Incremented { const NAME: &'static str = "Incremented"; const PACKAGE: &'static str = "counter"; }
+//! # cloudstate::events! { pub enum CounterEvent { Incremented(Incremented) } }
+//! # #[derive(Default)] struct Counter(i64);
+//! # impl EventSourcedEntity for Counter {
+//! #     type Event = CounterEvent; type Snapshot = ();
+//! #     fn new(_: &str) -> Self { Counter(0) }
+//! #     fn from_snapshot(_: &str, _: ()) -> Self { Counter(0) }
+//! #     fn snapshot(&self) {}
+//! #     fn apply(&mut self, CounterEvent::Incremented(e): &CounterEvent) { self.0 += e.by }
+//! #     fn commands(c: &mut Commands<Self>) {
+//! #         c.add("Increment", |_: &Counter, r: Increment, ctx: &mut CommandContext<CounterEvent>| {
+//! #             ctx.emit(Incremented { by: r.by }); Ok(())
+//! #         });
+//! #     }
+//! # }
+//! use cloudstate::testkit::EventSourcedTestKit;
+//!
+//! let mut counter = EventSourcedTestKit::new(EventSourced::<Counter>::new("counter.Counter"), "c1");
+//! let outcome = counter.command("Increment", Increment { by: 2 }).unwrap();
+//! outcome.reply::<()>().unwrap();
+//! assert_eq!(outcome.events(), [CounterEvent::Incremented(Incremented { by: 2 })]);
+//! assert_eq!(counter.state().0, 2);
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use cloudstate_protocol::eventsourced::{
+    EventSourcedEvent, EventSourcedInit, EventSourcedReply, EventSourcedSnapshot,
+    event_sourced_stream_in,
+};
+use cloudstate_protocol::{self as protocol, Any};
+use prost::{Message, Name};
+
+use crate::eventsourced::session::Session;
+use crate::reply::decode_any;
+use crate::{Error, Event, EventSourced, EventSourcedEntity, Failure, Forward, SideEffect};
+
+/// One event sourced entity instance driven as the proxy would drive it.
+pub struct EventSourcedTestKit<E: EventSourcedEntity> {
+    entity: Arc<EventSourced<E>>,
+    entity_id: String,
+    session: Session<E>,
+    next_command_id: i64,
+    journal: Vec<(i64, E::Event)>,
+    snapshot: Option<(i64, E::Snapshot)>,
+}
+
+impl<E: EventSourcedEntity> EventSourcedTestKit<E> {
+    /// A new entity `entity_id` with no snapshot and no events.
+    ///
+    /// # Panics
+    ///
+    /// If the entity's [`EventSourcedEntity::new`] panics.
+    pub fn new(entity: EventSourced<E>, entity_id: &str) -> Self {
+        match Self::recover(entity, entity_id, None, []) {
+            Ok(kit) => kit,
+            Err(error) => panic!("starting entity {entity_id}: {error}"),
+        }
+    }
+
+    /// The entity `entity_id` recovered from `snapshot` (taken at the given sequence number)
+    /// and then `events`, numbered from the snapshot's sequence number + 1, as the proxy
+    /// recovers it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] when the state cannot be built (user code panicked).
+    pub fn recover(
+        entity: EventSourced<E>,
+        entity_id: &str,
+        snapshot: Option<(i64, E::Snapshot)>,
+        events: impl IntoIterator<Item = E::Event>,
+    ) -> Result<Self, Error> {
+        Self::start(
+            Arc::new(entity),
+            entity_id,
+            snapshot,
+            events.into_iter().collect(),
+        )
+    }
+
+    /// A fresh instance of this entity recovered the way the proxy recovers it after a restart
+    /// or passivation: from the latest snapshot and the journal's events after it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] when the state cannot be rebuilt (user code panicked).
+    pub fn restarted(&self) -> Result<Self, Error> {
+        let after = self.snapshot.as_ref().map_or(0, |(sequence, _)| *sequence);
+        let events = self
+            .journal
+            .iter()
+            .filter(|(sequence, _)| *sequence > after)
+            .map(|(_, event)| event.clone())
+            .collect();
+        let mut kit = Self::start(
+            self.entity.clone(),
+            &self.entity_id,
+            self.snapshot.clone(),
+            events,
+        )?;
+        kit.journal = self.journal.clone();
+        Ok(kit)
+    }
+
+    fn start(
+        entity: Arc<EventSourced<E>>,
+        entity_id: &str,
+        snapshot: Option<(i64, E::Snapshot)>,
+        events: Vec<E::Event>,
+    ) -> Result<Self, Error> {
+        let init = EventSourcedInit {
+            service_name: entity.service_name().to_owned(),
+            entity_id: entity_id.to_owned(),
+            snapshot: snapshot
+                .as_ref()
+                .map(|(sequence, snapshot)| EventSourcedSnapshot {
+                    snapshot_sequence: *sequence,
+                    snapshot: Some(Any::from_message(snapshot)),
+                }),
+        };
+        let mut kit = EventSourcedTestKit {
+            session: Session::start(entity.clone(), init)?,
+            entity,
+            entity_id: entity_id.to_owned(),
+            next_command_id: 1,
+            journal: Vec::new(),
+            snapshot,
+        };
+        for event in events {
+            let sequence = kit.session.sequence() + 1;
+            kit.session
+                .handle(Some(event_sourced_stream_in::Message::Event(
+                    EventSourcedEvent {
+                        sequence,
+                        payload: Some(event.to_any()),
+                    },
+                )))?;
+            kit.journal.push((sequence, event));
+        }
+        Ok(kit)
+    }
+
+    /// Sends command `method` with `request`, as the proxy would (payload typed
+    /// `type.googleapis.com/<full name>`), and returns what the entity answered. Events and
+    /// snapshots of successful commands are added to the journal.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Protocol`] when the entity cannot continue (user code panicked while applying
+    /// events earlier); [`Error::UnknownType`] / [`Error::Decode`] when the entity's events or
+    /// snapshot do not round-trip through their `Any` encoding.
+    pub fn command<M: Message + Name>(
+        &mut self,
+        method: &str,
+        request: M,
+    ) -> Result<Outcome<E>, Error> {
+        let id = self.next_command_id;
+        self.next_command_id += 1;
+        let command = protocol::Command {
+            entity_id: self.entity_id.clone(),
+            id,
+            name: method.to_owned(),
+            payload: Some(Any::from_message(&request)),
+            ..protocol::Command::default()
+        };
+        let before = self.session.sequence();
+        let reply = self
+            .session
+            .handle(Some(event_sourced_stream_in::Message::Command(command)))?
+            .unwrap_or_default();
+        let outcome = Outcome::<E>::decode(reply)?;
+        for (sequence, event) in (before + 1..).zip(&outcome.events) {
+            self.journal.push((sequence, event.clone()));
+        }
+        if let Some(snapshot) = &outcome.snapshot {
+            self.snapshot = Some((self.session.sequence(), snapshot.clone()));
+        }
+        Ok(outcome)
+    }
+
+    /// The entity's current state.
+    pub fn state(&self) -> &E {
+        self.session.state()
+    }
+
+    /// The sequence number of the last event applied to the state.
+    pub fn sequence_number(&self) -> i64 {
+        self.session.sequence()
+    }
+
+    /// Every persisted event with its sequence number: those given to
+    /// [`recover`](Self::recover) and those of successful commands.
+    pub fn journal(&self) -> &[(i64, E::Event)] {
+        &self.journal
+    }
+
+    /// The latest snapshot with its sequence number (the one recovered from, or the latest a
+    /// command produced).
+    pub fn latest_snapshot(&self) -> Option<&(i64, E::Snapshot)> {
+        self.snapshot.as_ref()
+    }
+}
+
+/// What the client gets for a command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// A reply message.
+    Reply(Any),
+    /// The command was forwarded.
+    Forward(Forward),
+    /// The command failed.
+    Failure(Failure),
+    /// No client action.
+    NoReply,
+}
+
+/// Everything an entity answered to one command, decoded.
+pub struct Outcome<E: EventSourcedEntity> {
+    action: Action,
+    events: Vec<E::Event>,
+    side_effects: Vec<SideEffect>,
+    snapshot: Option<E::Snapshot>,
+}
+
+impl<E: EventSourcedEntity> Outcome<E> {
+    fn decode(reply: EventSourcedReply) -> Result<Self, Error> {
+        let action = match reply.client_action.and_then(|action| action.action) {
+            Some(protocol::client_action::Action::Reply(reply)) => {
+                Action::Reply(reply.payload.unwrap_or_default())
+            }
+            Some(protocol::client_action::Action::Forward(forward)) => {
+                Action::Forward(Forward::from_proto(forward))
+            }
+            Some(protocol::client_action::Action::Failure(failure)) => {
+                Action::Failure(Failure::from_proto(failure))
+            }
+            None => Action::NoReply,
+        };
+        Ok(Outcome {
+            action,
+            events: reply
+                .events
+                .iter()
+                .map(E::Event::from_any)
+                .collect::<Result<_, _>>()?,
+            side_effects: reply
+                .side_effects
+                .into_iter()
+                .map(SideEffect::from_proto)
+                .collect(),
+            snapshot: reply.snapshot.as_ref().map(decode_any).transpose()?,
+        })
+    }
+
+    /// What the client gets.
+    pub fn action(&self) -> &Action {
+        &self.action
+    }
+
+    /// The reply message, decoded as `M`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnexpectedOutcome`] when the command did not reply with an `M` (it failed, was
+    /// forwarded, replied nothing or another type).
+    pub fn reply<M: Message + Name + Default>(&self) -> Result<M, Error> {
+        match &self.action {
+            Action::Reply(any) => {
+                decode_any(any).map_err(|error| Error::UnexpectedOutcome(format!("reply: {error}")))
+            }
+            other => Err(Error::UnexpectedOutcome(format!(
+                "expected a {} reply, got {other:?}",
+                M::full_name()
+            ))),
+        }
+    }
+
+    /// The failure, if the command failed.
+    pub fn failure(&self) -> Option<&Failure> {
+        match &self.action {
+            Action::Failure(failure) => Some(failure),
+            _ => None,
+        }
+    }
+
+    /// The forward, if the command was forwarded.
+    pub fn forward(&self) -> Option<&Forward> {
+        match &self.action {
+            Action::Forward(forward) => Some(forward),
+            _ => None,
+        }
+    }
+
+    /// The events the proxy persists, in order (none if the command failed).
+    pub fn events(&self) -> &[E::Event] {
+        &self.events
+    }
+
+    /// The side effects the proxy runs, in order (none if the command failed).
+    pub fn side_effects(&self) -> &[SideEffect] {
+        &self.side_effects
+    }
+
+    /// The snapshot the proxy saves with the events, if one was due.
+    pub fn snapshot(&self) -> Option<&E::Snapshot> {
+        self.snapshot.as_ref()
+    }
+}
+
+impl<E: EventSourcedEntity> fmt::Debug for Outcome<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outcome")
+            .field("action", &self.action)
+            .field("events", &self.events)
+            .field("side_effects", &self.side_effects)
+            .field("snapshot", &self.snapshot)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_entity::{Model, Request, State, appended, model, request};
+
+    #[test]
+    fn commands_are_numbered_and_journaled() {
+        let mut kit = EventSourcedTestKit::new(model(), "e1");
+        kit.command("Emit", request(&["A", "B"])).unwrap();
+        let whoami = kit.command("Whoami", request(&[])).unwrap();
+        assert_eq!(whoami.reply::<State>().unwrap().value, "e1@2#2");
+        assert_eq!(
+            kit.journal(),
+            [(1, appended("A")), (2, appended("B"))].as_slice()
+        );
+        assert_eq!(kit.sequence_number(), 2);
+    }
+
+    #[test]
+    fn outcome_accessors() {
+        let mut kit = EventSourcedTestKit::new(model(), "e1");
+        let failed = kit.command("Fail", request(&["A"])).unwrap();
+        assert_eq!(
+            failed.failure().map(Failure::description),
+            Some("expected failure")
+        );
+        assert!(failed.events().is_empty() && failed.side_effects().is_empty());
+        assert!(matches!(
+            failed.reply::<()>(),
+            Err(Error::UnexpectedOutcome(_))
+        ));
+
+        let forwarded = kit.command("Forward", request(&["A"])).unwrap();
+        assert_eq!(forwarded.forward().map(|f| f.method.as_str()), Some("Call"));
+        assert_eq!(forwarded.events(), [appended("A")]);
+
+        let get = kit.command("Get", request(&[])).unwrap();
+        assert!(matches!(
+            get.reply::<Request>(),
+            Err(Error::UnexpectedOutcome(_))
+        ));
+        assert_eq!(
+            *kit.command("Nothing", request(&[])).unwrap().action(),
+            Action::NoReply
+        );
+    }
+
+    #[test]
+    fn snapshots_are_kept_and_restarts_recover_the_same_state() {
+        let mut kit = EventSourcedTestKit::new(model(), "e1");
+        for value in ["A", "B", "C", "D"] {
+            assert!(
+                kit.command("Emit", request(&[value]))
+                    .unwrap()
+                    .snapshot()
+                    .is_none()
+            );
+        }
+        let fifth = kit.command("Emit", request(&["E", "F"])).unwrap();
+        assert_eq!(fifth.snapshot().map(|s| s.value.as_str()), Some("ABCDEF"));
+        kit.command("Emit", request(&["G"])).unwrap();
+        assert_eq!(
+            kit.latest_snapshot()
+                .map(|(seq, s)| (*seq, s.value.as_str())),
+            Some((6, "ABCDEF"))
+        );
+
+        let restarted = kit.restarted().unwrap();
+        assert_eq!(restarted.state(), kit.state());
+        assert_eq!(restarted.sequence_number(), 7);
+        assert_eq!(restarted.journal(), kit.journal());
+    }
+
+    #[test]
+    fn recover_numbers_events_after_the_snapshot() {
+        let snapshot = State {
+            value: "ABCDE".into(),
+        };
+        let mut kit = EventSourcedTestKit::<Model>::recover(
+            model(),
+            "e1",
+            Some((5, snapshot)),
+            [appended("F"), appended("G")],
+        )
+        .unwrap();
+        assert_eq!(kit.state().value, "ABCDEFG");
+        assert_eq!(kit.journal()[0].0, 6);
+        let outcome = kit.command("Emit", request(&["H", "I", "J"])).unwrap();
+        assert_eq!(
+            outcome.snapshot().map(|s| s.value.as_str()),
+            Some("ABCDEFGHIJ")
+        );
+    }
+
+    #[test]
+    fn a_broken_entity_reports_a_protocol_error() {
+        let mut kit = EventSourcedTestKit::new(model(), "e1");
+        let outcome = kit.command("Emit", request(&["boom"])).unwrap();
+        assert!(outcome.failure().is_some_and(Failure::restart));
+        assert!(kit.journal().is_empty());
+        assert!(matches!(
+            kit.command("Get", request(&[])),
+            Err(Error::Protocol(_))
+        ));
+        // What the proxy does on restart: recover from the journal.
+        assert_eq!(kit.restarted().unwrap().state().value, "");
+    }
+}
