@@ -14,21 +14,25 @@ pub const FORMAT_VERSION: u64 = 1;
 /// The key of [`FORMAT_VERSION`] in [`META`].
 pub(crate) const FORMAT_VERSION_KEY: &str = "format_version";
 
+/// Key columns of [`JOURNAL`]: persistence id, entity id, sequence number.
+pub(crate) type JournalKey = (&'static str, &'static str, u64);
+/// Key columns of [`SNAPSHOTS`] and [`VALUES`]: persistence id, entity id.
+pub(crate) type EntityColumns = (&'static str, &'static str);
+
 /// Facts about the file itself: `"format_version"` → [`FORMAT_VERSION`].
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// `(persistence id, entity id, sequence number)` → the event's `google.protobuf.Any`, protobuf
 /// encoded.
-pub(crate) const JOURNAL: TableDefinition<(&str, &str, u64), &[u8]> =
-    TableDefinition::new("journal");
+pub(crate) const JOURNAL: TableDefinition<JournalKey, &[u8]> = TableDefinition::new("journal");
 
 /// `(persistence id, entity id)` → the latest snapshot as a [`Numbered`].
-pub(crate) const SNAPSHOTS: TableDefinition<(&str, &str), &[u8]> =
+pub(crate) const SNAPSHOTS: TableDefinition<EntityColumns, &[u8]> =
     TableDefinition::new("snapshots");
 
 /// `(persistence id, entity id)` → the value of a value entity as a [`Numbered`] (the number is
 /// its version).
-pub(crate) const VALUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("values");
+pub(crate) const VALUES: TableDefinition<EntityColumns, &[u8]> = TableDefinition::new("values");
 
 /// A payload with its sequence number (snapshots) or version (values): protobuf, so a later
 /// format can add fields that this one skips.
@@ -96,18 +100,7 @@ macro_rules! storage_failures {
         })*
     };
 }
-storage_failures!(
-    redb::StorageError,
-    redb::TableError,
-    redb::TransactionError,
-    redb::CommitError,
-    redb::SetDurabilityError
-);
-
-/// Key columns of [`JOURNAL`].
-type JournalKey = (&'static str, &'static str, u64);
-/// Key columns of [`SNAPSHOTS`] and [`VALUES`].
-type EntityColumns = (&'static str, &'static str);
+storage_failures!(redb::StorageError, redb::TableError, redb::TransactionError);
 
 /// The sequence number of the last event of `key`'s journal, 0 if there is none.
 pub(crate) fn last_sequence_nr(

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     Shared,
-    layout::{self, Failure, JOURNAL, SNAPSHOTS, VALUES},
+    layout::{self, EntityColumns, Failure, JOURNAL, JournalKey, SNAPSHOTS, VALUES},
 };
 
 /// The most requests one transaction takes: bounds the latency a request queued behind a big
@@ -90,11 +90,17 @@ pub(crate) fn commit(shared: &Shared, batch: &mut Vec<Request>) {
             }
         }
         Err(failure) => {
-            let detail = format!(
-                "{failure}; none of the {} writes of this transaction to {} is known to be stored",
-                batch.len(),
-                shared.location
-            );
+            let (location, writes) = (&shared.location, batch.len());
+            let detail = match failure {
+                BatchFailure::BeforeCommit(error) => format!(
+                    "the write transaction on {location} failed: {error}; none of its {writes} \
+                     writes was stored"
+                ),
+                BatchFailure::Commit(error) => format!(
+                    "the commit to {location} failed: {error}; its {writes} writes may or may \
+                     not be stored"
+                ),
+            };
             for request in batch.drain(..) {
                 let _ = request
                     .reply
@@ -105,19 +111,18 @@ pub(crate) fn commit(shared: &Shared, batch: &mut Vec<Request>) {
 }
 
 /// How a batch failed as a whole.
-#[derive(Debug, thiserror::Error)]
 enum BatchFailure {
-    #[error("the write transaction failed before its commit: {0}")]
+    /// Before the commit: the transaction is dropped, so nothing of it is stored.
     BeforeCommit(redb::Error),
-    #[error("the commit failed, its outcome is unknown: {0}")]
+    /// In the commit: whether it reached the disk is unknown.
     Commit(redb::Error),
 }
 
 /// The tables one batch writes.
 struct Tables<'txn> {
-    journal: Table<'txn, (&'static str, &'static str, u64), &'static [u8]>,
-    snapshots: Table<'txn, (&'static str, &'static str), &'static [u8]>,
-    values: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    journal: Table<'txn, JournalKey, &'static [u8]>,
+    snapshots: Table<'txn, EntityColumns, &'static [u8]>,
+    values: Table<'txn, EntityColumns, &'static [u8]>,
 }
 
 fn apply(shared: &Shared, batch: &[Request]) -> Result<Vec<Result<u64, StoreError>>, BatchFailure> {

@@ -3,7 +3,7 @@
 //! Each guarantee of the crate docs is one `pub async fn` check taking a fresh store;
 //! [`store_test_suite!`](crate::store_test_suite) stamps them all out as `#[test]`s:
 //!
-//! ```ignore
+//! ```no_run
 //! cloudstate_store::store_test_suite!(memory, async { cloudstate_store::MemoryStore::new() });
 //! ```
 //!
