@@ -95,7 +95,13 @@ entity.setBehavior(cart => ({
 
 const bindAddress = process.env.HOST || "127.0.0.1";
 const bindPort = parseInt(process.env.PORT || "8080", 10);
-entity.start({ bindAddress, bindPort });
+const boundPort = entity.start({ bindAddress, bindPort });
+// The library's grpc server.bind() returns 0 instead of throwing when it cannot listen (port in
+// use, bad address), and the process would stay up serving nothing: fail loudly instead.
+if (!boundPort) {
+  console.error("Could not listen on " + bindAddress + ":" + bindPort);
+  process.exit(1);
+}
 
 function stop(signal) {
   console.log("Received " + signal + ", shutting down");
