@@ -26,7 +26,10 @@
 set -Eeuo pipefail
 
 log() { printf 'install-compat: %s\n' "$*" >&2; }
-die() { printf 'install-compat: ERROR: %s\n' "$*" >&2; exit 1; }
+# On failure, also put a failing command on stdout: `eval "$(scripts/install-compat.sh)"` would otherwise
+# evaluate an empty string and succeed, hiding the failure from a caller running with `set -e`.
+fail_stdout() { printf 'echo "install-compat.sh failed (see messages above)" >&2; false\n'; }
+die() { printf 'install-compat: ERROR: %s\n' "$*" >&2; fail_stdout; exit 1; }
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC="$REPO/compat"
@@ -92,6 +95,7 @@ on_error() {
     printf 'install-compat: last lines of %s:\n' "$STEP_LOG" >&2
     tail -n 40 "$STEP_LOG" | sed 's/^/    /' >&2
   fi
+  fail_stdout
   exit "$rc"
 }
 trap on_error ERR
