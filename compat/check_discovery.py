@@ -602,13 +602,13 @@ def main():
     finally:
         if proc is not None:
             alive = proc.poll() is None
-            print("\nuser function process still alive at the end: %s" % alive)
             if alive:
                 proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(5)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+            print("\nuser function process still alive at the end: %s" % alive)
             print("user function log: %s" % logname)
 
 
