@@ -5,6 +5,8 @@
 //! `cargo nextest run` works too. Every process writes its output to a log file that is printed
 //! when a wait fails, and is killed when its handle is dropped.
 
+pub mod postgres;
+
 use std::collections::HashSet;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
