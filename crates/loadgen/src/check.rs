@@ -1,0 +1,240 @@
+//! The end-of-run correctness check: does every cart hold what was acknowledged?
+//!
+//! "Acknowledged means durable": every `AddItem` that got an OK must be in the cart. A call
+//! that failed (an error status or a client timeout) may or may not have been applied, so it
+//! widens the accepted range by one; nothing else may change the quantity.
+
+use serde::Serialize;
+
+/// How one key's observed quantity compares with what the run sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The quantity equals the number of acknowledged calls, and no call failed.
+    Exact,
+    /// Some calls failed, and the quantity is between the acknowledged count and the
+    /// acknowledged count plus the failed calls.
+    WithinFailures,
+    /// The quantity is outside the accepted range: an acknowledged call was lost, or a call
+    /// was applied more often than it was sent.
+    Mismatch,
+    /// The cart could not be read.
+    Unverified,
+}
+
+impl Verdict {
+    /// Whether the key passes the check.
+    pub fn passed(self) -> bool {
+        matches!(self, Verdict::Exact | Verdict::WithinFailures)
+    }
+}
+
+/// The verdict for a key to which `acked` calls were acknowledged and `failed` calls failed,
+/// whose cart holds `observed` of the product (`None` when it could not be read).
+pub fn verdict(acked: u64, failed: u64, observed: Option<i64>) -> Verdict {
+    let Some(observed) = observed else {
+        return Verdict::Unverified;
+    };
+    let (acked, failed, observed) = (i128::from(acked), i128::from(failed), i128::from(observed));
+    if observed == acked && failed == 0 {
+        Verdict::Exact
+    } else if failed > 0 && (acked..=acked + failed).contains(&observed) {
+        Verdict::WithinFailures
+    } else {
+        Verdict::Mismatch
+    }
+}
+
+/// One key's figures and verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyCheck {
+    /// The key's index (its user id is `<run id>-<key>`).
+    pub key: usize,
+    /// Calls acknowledged with OK.
+    pub acked: u64,
+    /// Calls that failed.
+    pub failed: u64,
+    /// Quantity found in the cart, if it could be read.
+    pub observed: Option<i64>,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+impl KeyCheck {
+    /// Checks one key.
+    pub fn new(key: usize, acked: u64, failed: u64, observed: Option<i64>) -> Self {
+        KeyCheck {
+            key,
+            acked,
+            failed,
+            observed,
+            verdict: verdict(acked, failed, observed),
+        }
+    }
+}
+
+/// Most failing keys listed in a report.
+const MAX_LISTED: usize = 20;
+
+/// The outcome of the check over all keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckReport {
+    /// Whether every key passed.
+    pub passed: bool,
+    /// Keys checked.
+    pub keys: usize,
+    /// Keys whose quantity equals the acknowledged count exactly.
+    pub exact: usize,
+    /// Keys accepted thanks to failed calls.
+    pub within_failures: usize,
+    /// Keys with a wrong quantity.
+    pub mismatches: usize,
+    /// Keys whose cart could not be read.
+    pub unverified: usize,
+    /// Sum of the acknowledged calls over all keys.
+    pub acked: u64,
+    /// Sum of the observed quantities over all keys that could be read.
+    pub observed: i64,
+    /// The first failing keys (at most 20).
+    pub failing: Vec<KeyCheck>,
+}
+
+impl CheckReport {
+    /// Sums up the checks of all keys.
+    pub fn new(checks: impl IntoIterator<Item = KeyCheck>) -> Self {
+        let mut report = CheckReport {
+            passed: true,
+            keys: 0,
+            exact: 0,
+            within_failures: 0,
+            mismatches: 0,
+            unverified: 0,
+            acked: 0,
+            observed: 0,
+            failing: Vec::new(),
+        };
+        for check in checks {
+            report.keys += 1;
+            report.acked += check.acked;
+            report.observed += check.observed.unwrap_or(0);
+            match check.verdict {
+                Verdict::Exact => report.exact += 1,
+                Verdict::WithinFailures => report.within_failures += 1,
+                Verdict::Mismatch => report.mismatches += 1,
+                Verdict::Unverified => report.unverified += 1,
+            }
+            if !check.verdict.passed() {
+                report.passed = false;
+                if report.failing.len() < MAX_LISTED {
+                    report.failing.push(check);
+                }
+            }
+        }
+        report
+    }
+
+    /// One line for the human summary.
+    pub fn summary(&self) -> String {
+        if self.passed && self.within_failures == 0 {
+            format!(
+                "passed: {} keys, every quantity equals its acknowledged count ({} in all)",
+                self.keys, self.acked
+            )
+        } else if self.passed {
+            format!(
+                "passed: {} keys, {} exact, {} within acknowledged..acknowledged+failed",
+                self.keys, self.exact, self.within_failures
+            )
+        } else {
+            let mut line = format!(
+                "FAILED: {} of {} keys wrong, {} unreadable (acknowledged {}, found {})",
+                self.mismatches, self.keys, self.unverified, self.acked, self.observed
+            );
+            for check in &self.failing {
+                let observed = check
+                    .observed
+                    .map_or_else(|| "unreadable".to_owned(), |q| q.to_string());
+                line.push_str(&format!(
+                    "\n  key {}: acknowledged {}, failed {}, found {}",
+                    check.key, check.acked, check.failed, observed
+                ));
+            }
+            line
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_failures_the_quantity_must_equal_the_acknowledged_count() {
+        assert_eq!(verdict(10, 0, Some(10)), Verdict::Exact);
+        assert_eq!(verdict(0, 0, Some(0)), Verdict::Exact);
+        assert_eq!(verdict(10, 0, Some(9)), Verdict::Mismatch);
+        assert_eq!(verdict(10, 0, Some(11)), Verdict::Mismatch);
+    }
+
+    #[test]
+    fn failed_calls_widen_the_range_upwards_only() {
+        assert_eq!(verdict(10, 2, Some(10)), Verdict::WithinFailures);
+        assert_eq!(verdict(10, 2, Some(11)), Verdict::WithinFailures);
+        assert_eq!(verdict(10, 2, Some(12)), Verdict::WithinFailures);
+        assert_eq!(verdict(10, 2, Some(13)), Verdict::Mismatch);
+        assert_eq!(verdict(10, 2, Some(9)), Verdict::Mismatch);
+    }
+
+    #[test]
+    fn an_unreadable_or_negative_cart_fails() {
+        assert_eq!(verdict(10, 0, None), Verdict::Unverified);
+        assert_eq!(verdict(0, 3, Some(-1)), Verdict::Mismatch);
+        assert!(!Verdict::Unverified.passed());
+        assert!(!Verdict::Mismatch.passed());
+        assert!(Verdict::Exact.passed() && Verdict::WithinFailures.passed());
+    }
+
+    #[test]
+    fn the_report_sums_up_keys_and_lists_failures() {
+        let report = CheckReport::new([
+            KeyCheck::new(0, 5, 0, Some(5)),
+            KeyCheck::new(1, 5, 1, Some(6)),
+            KeyCheck::new(2, 5, 0, Some(4)),
+            KeyCheck::new(3, 5, 0, None),
+        ]);
+        assert!(!report.passed);
+        assert_eq!(
+            (
+                report.keys,
+                report.exact,
+                report.within_failures,
+                report.mismatches,
+                report.unverified
+            ),
+            (4, 1, 1, 1, 1)
+        );
+        assert_eq!(report.acked, 20);
+        assert_eq!(report.observed, 15);
+        assert_eq!(
+            report.failing.iter().map(|c| c.key).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        let summary = report.summary();
+        assert!(summary.starts_with("FAILED: 1 of 4 keys wrong, 1 unreadable"));
+        assert!(summary.contains("key 2: acknowledged 5, failed 0, found 4"));
+        assert!(summary.contains("key 3: acknowledged 5, failed 0, found unreadable"));
+    }
+
+    #[test]
+    fn a_clean_report_says_so() {
+        let report = CheckReport::new((0..3).map(|key| KeyCheck::new(key, 7, 0, Some(7))));
+        assert!(report.passed);
+        assert_eq!(
+            report.summary(),
+            "passed: 3 keys, every quantity equals its acknowledged count (21 in all)"
+        );
+        let report = CheckReport::new([KeyCheck::new(0, 7, 1, Some(8))]);
+        assert!(report.passed);
+        assert!(report.summary().contains("1 within"));
+    }
+}

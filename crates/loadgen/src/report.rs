@@ -1,0 +1,333 @@
+//! The figures of a run: a short human summary, or one JSON line.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::check::CheckReport;
+use crate::cpu::CpuUsage;
+use crate::runner::Recorded;
+
+/// Latency percentiles, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Slowest call.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl Latency {
+    /// Percentiles of a histogram of microseconds (all zero when it is empty).
+    pub fn from_micros(histogram: &Histogram<u64>) -> Self {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        if histogram.is_empty() {
+            return Latency {
+                p50: 0.0,
+                p90: 0.0,
+                p99: 0.0,
+                p999: 0.0,
+                max: 0.0,
+                mean: 0.0,
+            };
+        }
+        Latency {
+            p50: ms(histogram.value_at_quantile(0.5)),
+            p90: ms(histogram.value_at_quantile(0.9)),
+            p99: ms(histogram.value_at_quantile(0.99)),
+            p999: ms(histogram.value_at_quantile(0.999)),
+            max: ms(histogram.max()),
+            mean: histogram.mean().round() / 1000.0,
+        }
+    }
+}
+
+/// Everything a run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// `cart` or `echo`.
+    pub scenario: String,
+    /// Protocol spoken to the target.
+    pub protocol: String,
+    /// The target URI.
+    pub target: String,
+    /// Closed-loop clients.
+    pub concurrency: usize,
+    /// HTTP/2 connections the clients were spread over.
+    pub connections: usize,
+    /// Entity keys (cart only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<usize>,
+    /// Request payload size in bytes (echo only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_bytes: Option<usize>,
+    /// The run's key prefix (cart only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Unrecorded warm-up, in seconds.
+    pub warmup_s: f64,
+    /// Measured window, in seconds.
+    pub duration_s: f64,
+    /// Successful calls started in the measured window.
+    pub ops: u64,
+    /// `ops` per second of the measured window.
+    pub throughput_ops_s: f64,
+    /// Latency of the successful calls.
+    pub latency_ms: Latency,
+    /// Successful calls started in each second of the measured window.
+    pub per_second: Vec<u64>,
+    /// Failed calls started in the measured window, by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Failed calls started during the warm-up, by kind.
+    pub warmup_errors: BTreeMap<String, u64>,
+    /// The correctness check (cart only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckReport>,
+    /// CPU use during the measured window, where /proc is readable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuUsage>,
+}
+
+impl Summary {
+    /// The figures common to every scenario; the caller fills in the scenario's own.
+    pub fn new(scenario: &str, recorded: &Recorded, warmup_s: f64, duration_s: f64) -> Self {
+        let ops = recorded.latency.len();
+        Summary {
+            scenario: scenario.to_owned(),
+            protocol: "grpc".to_owned(),
+            target: String::new(),
+            concurrency: 0,
+            connections: 0,
+            keys: None,
+            payload_bytes: None,
+            run_id: None,
+            warmup_s,
+            duration_s,
+            ops,
+            throughput_ops_s: if duration_s > 0.0 {
+                (ops as f64 / duration_s).round()
+            } else {
+                0.0
+            },
+            latency_ms: Latency::from_micros(&recorded.latency),
+            per_second: recorded.per_second.clone(),
+            errors: recorded.errors.by_name(),
+            warmup_errors: recorded.warmup_errors.by_name(),
+            check: None,
+            cpu: None,
+        }
+    }
+
+    /// The summary for people: a few aligned lines.
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let mut what = format!(
+            "{} over {} to {}: {} clients on {} connections",
+            self.scenario, self.protocol, self.target, self.concurrency, self.connections
+        );
+        if let Some(keys) = self.keys {
+            what.push_str(&format!(", {} keys", format_count(keys as u64)));
+        }
+        if let Some(bytes) = self.payload_bytes {
+            what.push_str(&format!(", {bytes}-byte payload"));
+        }
+        if let Some(run_id) = &self.run_id {
+            what.push_str(&format!(" (run {run_id})"));
+        }
+        let _ = writeln!(out, "{what}");
+        let _ = writeln!(
+            out,
+            "window       {:.1} s measured after a {:.1} s warm-up",
+            self.duration_s, self.warmup_s
+        );
+        let _ = writeln!(
+            out,
+            "throughput   {} ops/s ({} calls)",
+            format_count(self.throughput_ops_s as u64),
+            format_count(self.ops)
+        );
+        let l = &self.latency_ms;
+        let _ = writeln!(
+            out,
+            "latency ms   p50 {} | p90 {} | p99 {} | p99.9 {} | max {}",
+            format_ms(l.p50),
+            format_ms(l.p90),
+            format_ms(l.p99),
+            format_ms(l.p999),
+            format_ms(l.max)
+        );
+        if let Some((min, max)) = full_seconds_range(&self.per_second, self.duration_s) {
+            let _ = writeln!(
+                out,
+                "per second   min {} | max {} ops",
+                format_count(min),
+                format_count(max)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "errors       {} (warm-up: {})",
+            format_errors(&self.errors),
+            format_errors(&self.warmup_errors)
+        );
+        if let Some(check) = &self.check {
+            let _ = writeln!(out, "check        {}", check.summary());
+        }
+        if let Some(cpu) = &self.cpu {
+            let mut line = format!(
+                "cpu (cores)  machine {:.2} of {} busy",
+                cpu.machine, cpu.cpus
+            );
+            for (name, cores) in &cpu.processes {
+                line.push_str(&format!(" | {name} {cores:.2}"));
+            }
+            line.push_str(&format!(" | other {:.2}", cpu.other));
+            let _ = writeln!(out, "{line}");
+        }
+        out
+    }
+
+    /// The summary for scripts: one JSON object on one line.
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|error| format!("{{\"error\":\"{error}\"}}"))
+    }
+}
+
+/// Lowest and highest per-second counts over the whole seconds of the window.
+fn full_seconds_range(per_second: &[u64], duration_s: f64) -> Option<(u64, u64)> {
+    let full = (duration_s.floor() as usize).min(per_second.len());
+    let seconds = &per_second[..full];
+    Some((*seconds.iter().min()?, *seconds.iter().max()?))
+}
+
+/// Milliseconds with three significant digits or so: `0.412`, `2.35`, `12.3`, `1234`.
+pub fn format_ms(ms: f64) -> String {
+    if ms < 1.0 {
+        format!("{ms:.3}")
+    } else if ms < 10.0 {
+        format!("{ms:.2}")
+    } else if ms < 100.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.0}")
+    }
+}
+
+/// A count with thousands separators: `123,456`.
+pub fn format_count(count: u64) -> String {
+    let digits = count.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// `none`, or `Unavailable 3, ClientTimeout 1`.
+fn format_errors(errors: &BTreeMap<String, u64>) -> String {
+    if errors.is_empty() {
+        return "none".to_owned();
+    }
+    errors
+        .iter()
+        .map(|(name, count)| format!("{name} {}", format_count(*count)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::ErrorCounts;
+    use crate::transport::CallError;
+
+    fn recorded(latencies_us: &[u64]) -> Recorded {
+        let mut latency = Histogram::new(3).unwrap();
+        for &us in latencies_us {
+            latency.record(us).unwrap();
+        }
+        Recorded {
+            latency,
+            errors: ErrorCounts::default(),
+            warmup_errors: ErrorCounts::default(),
+            per_second: vec![latencies_us.len() as u64],
+        }
+    }
+
+    #[test]
+    fn milliseconds_keep_about_three_significant_digits() {
+        assert_eq!(format_ms(0.0), "0.000");
+        assert_eq!(format_ms(0.4123), "0.412");
+        assert_eq!(format_ms(2.347), "2.35");
+        assert_eq!(format_ms(12.34), "12.3");
+        assert_eq!(format_ms(1234.4), "1234");
+    }
+
+    #[test]
+    fn counts_get_thousands_separators() {
+        assert_eq!(format_count(0), "0");
+        assert_eq!(format_count(999), "999");
+        assert_eq!(format_count(1000), "1,000");
+        assert_eq!(format_count(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn percentiles_come_from_the_histogram_in_milliseconds() {
+        let latencies: Vec<u64> = (1..=1000).collect();
+        let latency = Latency::from_micros(&recorded(&latencies).latency);
+        assert!((latency.p50 - 0.5).abs() < 0.001, "{latency:?}");
+        assert!((latency.p99 - 0.99).abs() < 0.001, "{latency:?}");
+        assert!((latency.max - 1.0).abs() < 0.001, "{latency:?}");
+        let empty = Latency::from_micros(&recorded(&[]).latency);
+        assert_eq!(empty.max, 0.0);
+    }
+
+    #[test]
+    fn the_human_summary_shows_throughput_latency_and_errors() {
+        let mut run = recorded(&[1000, 2000, 3000, 4000]);
+        run.errors.add(CallError::Status(tonic::Code::Unavailable));
+        run.per_second = vec![2, 2];
+        let mut summary = Summary::new("cart", &run, 2.0, 2.0);
+        summary.target = "http://127.0.0.1:9000".into();
+        summary.concurrency = 64;
+        summary.connections = 64;
+        summary.keys = Some(1000);
+        let text = summary.human();
+        assert!(text.starts_with(
+            "cart over grpc to http://127.0.0.1:9000: 64 clients on 64 connections, 1,000 keys\n"
+        ));
+        assert!(text.contains("throughput   2 ops/s (4 calls)"), "{text}");
+        assert!(text.contains("latency ms   p50 2.00 | p90 4.00"), "{text}");
+        assert!(text.contains("per second   min 2 | max 2 ops"), "{text}");
+        assert!(
+            text.contains("errors       Unavailable 1 (warm-up: none)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_json_line_has_the_same_figures() {
+        let summary = Summary::new("echo", &recorded(&[500, 1500]), 1.0, 1.0);
+        let line = summary.json();
+        assert!(!line.contains('\n'));
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["scenario"], "echo");
+        assert_eq!(value["ops"], 2);
+        assert_eq!(value["throughput_ops_s"], 2.0);
+        assert_eq!(value["latency_ms"]["max"], 1.5);
+        assert!(value.get("check").is_none());
+    }
+}
