@@ -8,7 +8,8 @@
 //!   option (`(cloudstate.entity_key)`, `(google.api.http)`, ...) byte for byte as compiled;
 //!   the proxy reads entity keys and HTTP routes from those options.
 //! - `<package>.rs` per protobuf package: prost messages implementing [`prost::Name`] (so they
-//!   convert to and from `Any`) and tonic clients for the services.
+//!   convert to and from `Any`; `type_url()` is `type.googleapis.com/<full name>`) and tonic
+//!   clients for the services.
 //!
 //! The Cloudstate annotation protos (`cloudstate/entity_key.proto`, `cloudstate/eventing.proto`,
 //! `google/api/annotations.proto`, `google/api/http.proto`, `google/api/httpbody.proto`) and the
@@ -39,6 +40,8 @@
 //! [protox]: https://docs.rs/protox
 //! [`prost::Name`]: https://docs.rs/prost/latest/prost/trait.Name.html
 
+#![warn(missing_docs)]
+
 use std::path::{Path, PathBuf};
 
 use protox::file::{
@@ -54,10 +57,10 @@ pub const DESCRIPTOR_SET_FILE: &str = "cloudstate_descriptor_set.bin";
 pub enum Error {
     /// A `.proto` file did not parse, an import was not found, or a type did not resolve.
     #[error("compiling protos: {0}")]
-    Compile(#[from] Box<protox::Error>),
+    Compile(Box<protox::Error>),
     /// Writing the descriptor set or generating code failed.
     #[error("generating code: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// Neither [`Builder::out_dir`] nor the `OUT_DIR` environment variable (set by cargo for
     /// build scripts) gave an output directory.
     #[error("no output directory: OUT_DIR is not set (call this from a build script)")]
@@ -67,6 +70,12 @@ pub enum Error {
 impl From<protox::Error> for Error {
     fn from(error: protox::Error) -> Self {
         Error::Compile(Box::new(error))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(error: std::io::Error) -> Self {
+        Error::Io(error)
     }
 }
 
@@ -191,6 +200,7 @@ impl Builder {
         let mut config = prost_build::Config::new();
         config
             .enable_type_names()
+            .type_name_domain(["."], "type.googleapis.com")
             .type_attribute(".", "#[allow(clippy::all)]")
             .extern_path(
                 ".google.protobuf.Any",
@@ -311,6 +321,7 @@ mod tests {
 
         let code = std::fs::read_to_string(dir.join("out/test.svc.rs")).unwrap();
         assert!(code.contains("impl ::prost::Name for AddRequest"));
+        assert!(code.contains("\"type.googleapis.com/test.svc.AddRequest\""));
         assert!(code.contains("::cloudstate::protocol::Any"));
         assert!(code.contains("pub struct CounterClient"));
         assert!(!dir.join("out/cloudstate.rs").exists());

@@ -9,7 +9,7 @@
 pub enum Error {
     /// The descriptor set given to [`Server::new`](crate::Server::new) does not decode.
     #[error("invalid descriptor set: {0}")]
-    InvalidDescriptorSet(#[source] prost::DecodeError),
+    InvalidDescriptorSet(prost::DecodeError),
     /// A registered entity does not match the descriptor set (unknown service or method,
     /// handler types that differ from the method's, a streamed method) or is registered twice.
     #[error("entity {service}: {reason}")]
@@ -27,13 +27,12 @@ pub enum Error {
         type_url: String,
     },
     /// An `Any`'s bytes do not decode as the type its URL names.
-    #[error("cannot decode {type_url}: {source}")]
+    #[error("cannot decode {type_url}: {reason}")]
     Decode {
         /// The `Any`'s type URL.
         type_url: String,
         /// What prost reported.
-        #[source]
-        source: prost::DecodeError,
+        reason: prost::DecodeError,
     },
     /// The proxy broke the entity protocol (no `init` first, a second `init`, an event after a
     /// command, an event that does not decode, an unknown service, ...), or the entity cannot
@@ -41,16 +40,15 @@ pub enum Error {
     #[error("protocol error: {0}")]
     Protocol(String),
     /// `HOST`/`PORT` do not form a usable address, or binding it failed.
-    #[error("address {address}: {source}")]
+    #[error("address {address}: {reason}")]
     Address {
         /// The address as given.
         address: String,
         /// Why it is not usable.
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
-    /// The gRPC server failed.
-    #[error("server: {0}")]
+    /// The gRPC server failed (the cause is the error's source).
+    #[error("the gRPC server failed")]
     Transport(#[from] tonic::transport::Error),
     /// Testkit: the command's outcome was not what the test asked for (a failure where a
     /// reply was expected, a reply of another type, ...).

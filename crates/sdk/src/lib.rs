@@ -146,6 +146,8 @@
 //!   does not decode, an unknown service) end the stream: a `failure` message, then the
 //!   gRPC status `FAILED_PRECONDITION`.
 
+#![warn(missing_docs)]
+
 mod error;
 mod eventsourced;
 mod reply;

@@ -225,9 +225,9 @@ impl std::error::Error for Failure {}
 pub(crate) fn decode_any<M: Message + Name + Default>(any: &Any) -> Result<M, Error> {
     match any.to_message::<M>() {
         Some(Ok(message)) => Ok(message),
-        Some(Err(source)) => Err(Error::Decode {
+        Some(Err(reason)) => Err(Error::Decode {
             type_url: any.type_url.clone(),
-            source,
+            reason,
         }),
         None => Err(Error::UnknownType {
             type_url: any.type_url.clone(),

@@ -138,9 +138,9 @@ impl Server {
     pub async fn serve(self, addr: SocketAddr) -> Result<(), Error> {
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| Error::Address {
+            .map_err(|reason| Error::Address {
                 address: addr.to_string(),
-                source,
+                reason,
             })?;
         self.serve_with_listener(listener, shutdown_signal()).await
     }
@@ -199,9 +199,9 @@ pub async fn address_from_env() -> Result<SocketAddr, Error> {
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
     let port = std::env::var("PORT").unwrap_or_else(|_| "8080".to_owned());
     let address = format!("{host}:{port}");
-    let invalid = |source| Error::Address {
+    let invalid = |reason| Error::Address {
         address: address.clone(),
-        source,
+        reason,
     };
     let port: u16 = port
         .parse()
@@ -258,14 +258,12 @@ fn check_entity(
                 .iter()
                 .map(move |service| (file.package(), service))
         })
-        .find(|(package, service)| match package {
-            &"" => service.name() == service_name,
-            package => {
-                service_name
-                    .strip_prefix(package)
-                    .and_then(|rest| rest.strip_prefix('.'))
-                    == Some(service.name())
-            }
+        .find(|(package, service)| {
+            let name = match package {
+                &"" => service.name().to_owned(),
+                package => format!("{package}.{}", service.name()),
+            };
+            name == service_name
         })
         .map(|(_, service)| service)
         .ok_or_else(|| "the service is not in the descriptor set".to_owned())?;

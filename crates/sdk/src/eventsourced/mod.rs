@@ -112,9 +112,9 @@ macro_rules! events {
             fn from_any(any: &$crate::protocol::Any) -> ::std::result::Result<Self, $crate::Error> {
                 $(
                     if let ::std::option::Option::Some(decoded) = any.to_message::<$message>() {
-                        return decoded.map(Self::$variant).map_err(|source| $crate::Error::Decode {
+                        return decoded.map(Self::$variant).map_err(|reason| $crate::Error::Decode {
                             type_url: any.type_url.clone(),
-                            source,
+                            reason,
                         });
                     }
                 )+

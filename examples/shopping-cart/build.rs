@@ -1,0 +1,9 @@
+//! Compiles the cart's protos: generated types and clients, and the descriptor set for discovery.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    cloudstate_build::compile_protos(
+        &["proto/shoppingcart.proto", "proto/domain.proto"],
+        &["proto"],
+    )?;
+    Ok(())
+}
