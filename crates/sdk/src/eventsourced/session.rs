@@ -169,22 +169,19 @@ impl<E: EventSourcedEntity> Session<E> {
         }) {
             Ok(Ok(action)) => action,
             Ok(Err(failure)) => return failure_reply(id, failure),
-            Err(panic) => {
-                return failure_reply(id, Failure::new(format!("Command {name} failed: {panic}")));
-            }
+            Err(panic) => return self.panicked(id, &name, &panic),
         };
         let (events, side_effects) = ctx.into_effects();
         let encoded = match guard("to_any", || events.iter().map(Event::to_any).collect()) {
             Ok(encoded) => encoded,
-            Err(panic) => {
-                return failure_reply(id, Failure::new(format!("Command {name} failed: {panic}")));
-            }
+            Err(panic) => return self.panicked(id, &name, &panic),
         };
 
         // The reply's events become the state's; if applying them fails the state is neither
         // before nor after them, so the proxy must restart the entity from its journal.
         if let Err(panic) = guard("apply", || events.iter().for_each(|e| self.state.apply(e))) {
             let reason = format!("applying the events of command {name}: {panic}");
+            tracing::error!(entity_id = %self.entity_id, "{reason}; asking for a restart");
             self.broken = Some(reason.clone());
             return failure_reply(
                 id,
@@ -217,6 +214,12 @@ impl<E: EventSourcedEntity> Session<E> {
             events: encoded,
             snapshot,
         }
+    }
+
+    /// The failure reply for a command whose user code panicked (the state is untouched).
+    fn panicked(&self, id: i64, name: &str, panic: &str) -> EventSourcedReply {
+        tracing::error!(entity_id = %self.entity_id, command = name, "{panic}");
+        failure_reply(id, Failure::new(format!("Command {name} failed: {panic}")))
     }
 }
 
