@@ -6,6 +6,8 @@
 
 use serde::Serialize;
 
+use crate::report::{counted, format_count};
+
 /// How one key's observed quantity compares with what the run sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -137,13 +139,16 @@ impl CheckReport {
     pub fn summary(&self) -> String {
         if self.passed && self.within_failures == 0 {
             format!(
-                "passed: {} keys, every quantity equals its acknowledged count ({} in all)",
-                self.keys, self.acked
+                "passed: {}, every quantity equals its acknowledged count ({} in all)",
+                counted(self.keys as u64, "key"),
+                format_count(self.acked)
             )
         } else if self.passed {
             format!(
-                "passed: {} keys, {} exact, {} within acknowledged..acknowledged+failed",
-                self.keys, self.exact, self.within_failures
+                "passed: {}, {} exact, {} within acknowledged..acknowledged+failed",
+                counted(self.keys as u64, "key"),
+                format_count(self.exact as u64),
+                format_count(self.within_failures as u64)
             )
         } else {
             let mut line = format!(

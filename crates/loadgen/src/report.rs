@@ -132,11 +132,15 @@ impl Summary {
     pub fn human(&self) -> String {
         let mut out = String::new();
         let mut what = format!(
-            "{} over {} to {}: {} clients on {} connections",
-            self.scenario, self.protocol, self.target, self.concurrency, self.connections
+            "{} over {} to {}: {} on {}",
+            self.scenario,
+            self.protocol,
+            self.target,
+            counted(self.concurrency as u64, "client"),
+            counted(self.connections as u64, "connection")
         );
         if let Some(keys) = self.keys {
-            what.push_str(&format!(", {} keys", format_count(keys as u64)));
+            what.push_str(&format!(", {}", counted(keys as u64, "key")));
         }
         if let Some(bytes) = self.payload_bytes {
             what.push_str(&format!(", {bytes}-byte payload"));
@@ -236,6 +240,12 @@ pub fn format_count(count: u64) -> String {
     out
 }
 
+/// `1 key`, `1,000 keys`.
+pub fn counted(count: u64, noun: &str) -> String {
+    let s = if count == 1 { "" } else { "s" };
+    format!("{} {noun}{s}", format_count(count))
+}
+
 /// `none`, or `Unavailable 3, ClientTimeout 1`.
 fn format_errors(errors: &BTreeMap<String, u64>) -> String {
     if errors.is_empty() {
@@ -282,6 +292,8 @@ mod tests {
         assert_eq!(format_count(999), "999");
         assert_eq!(format_count(1000), "1,000");
         assert_eq!(format_count(1234567), "1,234,567");
+        assert_eq!(counted(1, "key"), "1 key");
+        assert_eq!(counted(1000, "key"), "1,000 keys");
     }
 
     #[test]
