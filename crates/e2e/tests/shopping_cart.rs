@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use cloudstate_e2e::{Service, UserFunction, raw_call};
+use cloudstate_e2e::{Library, Service, UserFunction, raw_call, scenarios};
 use cloudstate_store::{EntityKey, Store};
 use cloudstate_store_embedded::EmbeddedStore;
 use cloudstate_testutil::{free_port, temp_dir};
@@ -50,14 +50,25 @@ async fn a_failure_is_an_error_and_persists_nothing() {
     cart.add("carol", "apple", 1).await.unwrap();
     let error = cart.add("carol", "apple", -1).await.unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
-    assert!(error.message().contains("Cannot add negative quantity"), "{error:?}");
+    assert!(
+        error.message().contains("Cannot add negative quantity"),
+        "{error:?}"
+    );
     let error = cart.remove("carol", "pear").await.unwrap_err();
     assert!(error.message().contains("pear"), "{error:?}");
     assert_eq!(cart.get("carol").await.unwrap(), vec![("apple".into(), 1)]);
 
-    service.proxy.process.terminate(Duration::from_secs(10)).unwrap();
+    service
+        .proxy
+        .process
+        .terminate(Duration::from_secs(10))
+        .unwrap();
     let recovery = journal(dir.path(), "carol").await;
-    assert_eq!(recovery.events.len(), 1, "only the successful add is persisted: {recovery:?}");
+    assert_eq!(
+        recovery.events.len(),
+        1,
+        "only the successful add is persisted: {recovery:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -73,7 +84,11 @@ async fn state_survives_a_proxy_restart_through_replay_and_snapshot() {
     for product in ["a", "b", "c"] {
         cart.add("dave", product, 1).await.unwrap();
     }
-    service.proxy.process.terminate(Duration::from_secs(10)).unwrap();
+    service
+        .proxy
+        .process
+        .terminate(Duration::from_secs(10))
+        .unwrap();
     let recovery = journal(dir.path(), "dave").await;
     assert!(recovery.snapshot.is_none());
     assert_eq!(recovery.events.len(), 3);
@@ -82,18 +97,30 @@ async fn state_survives_a_proxy_restart_through_replay_and_snapshot() {
     assert_eq!(service.user_function.port, uf_port);
     let mut cart = service.cart().await.unwrap();
     let expected: Vec<(String, i32)> = ["a", "b", "c"].map(|p| (p.into(), 1)).to_vec();
-    assert_eq!(cart.get("dave").await.unwrap(), expected, "replayed from the journal");
+    assert_eq!(
+        cart.get("dave").await.unwrap(),
+        expected,
+        "replayed from the journal"
+    );
 
     // Four more: the fifth event brings a snapshot; recovery then starts from it.
     for product in ["a", "d", "e", "f"] {
         cart.add("dave", product, 1).await.unwrap();
     }
-    service.proxy.process.terminate(Duration::from_secs(10)).unwrap();
+    service
+        .proxy
+        .process
+        .terminate(Duration::from_secs(10))
+        .unwrap();
     let recovery = journal(dir.path(), "dave").await;
     let snapshot = recovery.snapshot.expect("a snapshot was taken");
     assert_eq!(snapshot.sequence_nr, 5);
     assert_eq!(
-        recovery.events.iter().map(|e| e.sequence_nr).collect::<Vec<_>>(),
+        recovery
+            .events
+            .iter()
+            .map(|e| e.sequence_nr)
+            .collect::<Vec<_>>(),
         vec![6, 7]
     );
 
@@ -113,72 +140,10 @@ async fn state_survives_a_proxy_restart_through_replay_and_snapshot() {
     );
 }
 
+/// Shared with the carts written with the original libraries (tests `compat_*`).
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_user_function_loses_no_acknowledged_event() {
-    let dir = temp_dir("cart-crash-");
-    let store = format!("embedded:{}", dir.path().display());
-    let port = free_port();
-    let service = Service::with(UserFunction::rust_cart(port).unwrap(), &store, &[]).unwrap();
-    let Service {
-        mut user_function,
-        proxy,
-    } = service;
-    let cart = cloudstate_e2e::Cart(
-        shopping_cart::proto::shopping_cart_client::ShoppingCartClient::new(
-            proxy.channel().await.unwrap(),
-        ),
-    );
-
-    // Eight clients add items to four carts until told to stop, counting acknowledgements.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for client in 0..8 {
-        let (mut cart, stop) = (cart.clone(), stop.clone());
-        clients.push(tokio::spawn(async move {
-            let user = format!("crash-{}", client % 4);
-            let (mut acked, mut failed) = (0, 0);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match cart.add(&user, "item", 1).await {
-                    Ok(()) => acked += 1,
-                    Err(status) => {
-                        assert!(
-                            matches!(status.code(), Code::Unavailable | Code::Internal),
-                            "unexpected failure {status:?}"
-                        );
-                        failed += 1;
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-            }
-            (user, acked, failed)
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    user_function.process.kill();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let _user_function = UserFunction::rust_cart(port).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-
-    let mut acked_per_user = std::collections::BTreeMap::<String, i32>::new();
-    let mut failures = 0;
-    for client in clients {
-        let (user, acked, failed) = client.await.unwrap();
-        *acked_per_user.entry(user).or_default() += acked;
-        failures += failed;
-    }
-    assert!(failures > 0, "the crash should have failed some commands");
-    let mut cart = cart.clone();
-    for (user, acked) in acked_per_user {
-        assert!(acked > 0);
-        // A command whose reply never arrived was never persisted: the proxy persists a reply's
-        // events only after receiving it. So the cart holds exactly the acknowledged items.
-        assert_eq!(
-            cart.get(&user).await.unwrap(),
-            vec![("item".into(), acked)],
-            "cart {user} after the user function crashed and came back"
-        );
-    }
+    scenarios::killing_the_user_function_loses_no_acknowledged_event(Library::Rust).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -192,7 +157,12 @@ async fn bad_requests_are_refused_with_a_clear_status() {
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
-    assert!(error.message().contains("com.example.shoppingcart.AddLineItem"), "{error:?}");
+    assert!(
+        error
+            .message()
+            .contains("com.example.shoppingcart.AddLineItem"),
+        "{error:?}"
+    );
 
     // The key field with the wrong wire type.
     let error = raw_call(channel.clone(), ADD, Bytes::from_static(b"\x08\x01"))
@@ -213,7 +183,9 @@ async fn bad_requests_are_refused_with_a_clear_status() {
         "/com.example.shoppingcart.ShoppingCart/Checkout",
         "/com.example.Nothing/Do",
     ] {
-        let error = raw_call(channel.clone(), path, Bytes::new()).await.unwrap_err();
+        let error = raw_call(channel.clone(), path, Bytes::new())
+            .await
+            .unwrap_err();
         assert_eq!(error.code(), Code::Unimplemented, "{error:?}");
         assert!(error.message().contains(path), "{error:?}");
     }
@@ -234,7 +206,10 @@ async fn the_proxy_waits_for_a_user_function_that_starts_later() {
     })
     .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(cloudstate_testutil::http_get_status(proxy.port, "/ready"), Some(503));
+    assert_eq!(
+        cloudstate_testutil::http_get_status(proxy.port, "/ready"),
+        Some(503)
+    );
     let error = raw_call(
         proxy.channel().await.unwrap(),
         "/com.example.shoppingcart.ShoppingCart/GetCart",
@@ -243,7 +218,12 @@ async fn the_proxy_waits_for_a_user_function_that_starts_later() {
     .await
     .unwrap_err();
     assert_eq!(error.code(), Code::Unavailable, "{error:?}");
-    assert!(proxy.process.output().contains("waiting for the user function"));
+    assert!(
+        proxy
+            .process
+            .output()
+            .contains("waiting for the user function")
+    );
 
     let user_function = UserFunction::rust_cart(port).unwrap();
     proxy.wait_ready(Duration::from_secs(30)).unwrap();
@@ -263,7 +243,11 @@ async fn idle_entities_are_passivated_and_reloaded() {
     cart.add("gina", "fig", 2).await.unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(
-        service.proxy.process.output().contains("passivating idle entity"),
+        service
+            .proxy
+            .process
+            .output()
+            .contains("passivating idle entity"),
         "the entity should have been passivated"
     );
     cart.add("gina", "fig", 1).await.unwrap();

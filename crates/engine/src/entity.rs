@@ -89,7 +89,11 @@ impl<E: Entity> Registry<E> {
 
     /// Puts `command` in the mailbox of entity `entity_id`, starting the entity if it is not
     /// running. Fails at once if the mailbox is full.
-    pub fn dispatch(self: &Arc<Self>, entity_id: &str, command: EntityCommand) -> Result<(), Error> {
+    pub fn dispatch(
+        self: &Arc<Self>,
+        entity_id: &str,
+        command: EntityCommand,
+    ) -> Result<(), Error> {
         let mut command = command;
         // At most two rounds: a mailbox found closed belongs to an entity that just stopped.
         for _ in 0..2 {

@@ -27,7 +27,11 @@ use crate::model::ServiceDef;
 use crate::{Error, Shared, failure_code};
 
 type Opening = Pin<
-    Box<dyn Future<Output = Result<tonic::Response<Streaming<EventSourcedStreamOut>>, tonic::Status>> + Send>,
+    Box<
+        dyn Future<
+                Output = Result<tonic::Response<Streaming<EventSourcedStreamOut>>, tonic::Status>,
+            > + Send,
+    >,
 >;
 
 /// An event sourced entity's proxy-side state.
@@ -54,7 +58,7 @@ struct EntityStream {
 /// writes `init`, the replay and the first command before it waits.
 enum Inbound {
     Opening(Opening),
-    Open(Streaming<EventSourcedStreamOut>),
+    Open(Box<Streaming<EventSourcedStreamOut>>),
 }
 
 impl EntityStream {
@@ -63,13 +67,15 @@ impl EntityStream {
             .send(EventSourcedStreamIn {
                 message: Some(message),
             })
-            .map_err(|_| Error::EntityTerminated("the stream to the user function is closed".into()))
+            .map_err(|_| {
+                Error::EntityTerminated("the stream to the user function is closed".into())
+            })
     }
 
     async fn receive(&mut self) -> Result<EventSourcedStreamOut, Error> {
         if let Inbound::Opening(opening) = &mut self.inbound {
             let response = opening.await.map_err(terminated)?;
-            self.inbound = Inbound::Open(response.into_inner());
+            self.inbound = Inbound::Open(Box::new(response.into_inner()));
         }
         let Inbound::Open(inbound) = &mut self.inbound else {
             unreachable!("the stream was opened above");
@@ -157,7 +163,12 @@ impl EventSourcedEntity {
 
     /// Loads the entity from the store and opens its stream: `init`, then the replay.
     async fn recover(&mut self) -> Result<&mut EntityStream, Error> {
-        let recovery = self.shared.store.load_journal(&self.key).await.map_err(Error::Store)?;
+        let recovery = self
+            .shared
+            .store
+            .load_journal(&self.key)
+            .await
+            .map_err(Error::Store)?;
         let sequence_nr = recovery.last_sequence_nr();
         let (outbound, receiver) = mpsc::unbounded_channel();
         let mut client = self.shared.user_function.event_sourced();
@@ -262,8 +273,7 @@ impl EventSourcedEntity {
             }
             Some(client_action::Action::Reply(reply)) => {
                 let payload = reply.payload.unwrap_or_default();
-                if !payload.type_url.is_empty()
-                    && payload.type_name() != command.method.output_type
+                if !payload.type_url.is_empty() && payload.type_name() != command.method.output_type
                 {
                     self.shared.user_function.report_error(format!(
                         "Warning: {}: Expected reply type_url to be [type.googleapis.com/{}] but was [{}].",

@@ -97,7 +97,8 @@ struct Inner {
     shared: Arc<Shared>,
 }
 
-type CallFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, Error>> + Send + 'a>>;
+type CallFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, Error>> + Send + 'a>>;
 
 impl Engine {
     /// An engine serving `model`, keeping state in `store`.
@@ -269,7 +270,9 @@ impl Engine {
                 let engine = self.clone();
                 let deadline = Instant::now() + self.inner.shared.config.command_timeout;
                 tokio::spawn(async move {
-                    let result = engine.call_chain(route.clone(), payload, deadline, depth + 1).await;
+                    let result = engine
+                        .call_chain(route.clone(), payload, deadline, depth + 1)
+                        .await;
                     if let Err(error) = result {
                         tracing::warn!(
                             target = %route.method.display_name(),

@@ -36,7 +36,9 @@ impl EntityKind {
     }
 
     fn from_protocol_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.protocol_name() == name)
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.protocol_name() == name)
     }
 }
 
@@ -79,7 +81,6 @@ impl MethodDef {
     pub fn display_name(&self) -> String {
         format!("{}.{}", self.service.name, self.name)
     }
-
 }
 
 /// Everything discovery declared, indexed for serving.
@@ -97,22 +98,28 @@ impl ServiceModel {
     pub fn build(spec: &EntitySpec) -> Result<Self, Error> {
         let invalid = |message: String| Error::InvalidSpec(message);
         if spec.entities.is_empty() {
-            return Err(invalid("No entities were reported by the discover call".into()));
+            return Err(invalid(
+                "No entities were reported by the discover call".into(),
+            ));
         }
         let descriptor_set = normalize_descriptor_set(&spec.proto).map_err(invalid)?;
         let pool = DescriptorPool::decode(&descriptor_set[..]).map_err(|e| {
-            invalid(format!("the descriptor set does not describe valid protos: {e}"))
+            invalid(format!(
+                "the descriptor set does not describe valid protos: {e}"
+            ))
         })?;
 
         let mut services = Vec::new();
         let mut methods = HashMap::new();
         for entity in &spec.entities {
-            let descriptor = pool.get_service_by_name(&entity.service_name).ok_or_else(|| {
-                invalid(format!(
-                    "Service [{}] not found in descriptors",
-                    entity.service_name
-                ))
-            })?;
+            let descriptor = pool
+                .get_service_by_name(&entity.service_name)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "Service [{}] not found in descriptors",
+                        entity.service_name
+                    ))
+                })?;
             let kind = EntityKind::from_protocol_name(&entity.entity_type).ok_or_else(|| {
                 invalid(format!(
                     "Service [{}] declared an unsupported entity type [{}]. Supported types are {}",
@@ -121,7 +128,10 @@ impl ServiceModel {
                     EntityKind::ALL.map(EntityKind::protocol_name).join(", ")
                 ))
             })?;
-            if services.iter().any(|s: &Arc<ServiceDef>| s.name == entity.service_name) {
+            if services
+                .iter()
+                .any(|s: &Arc<ServiceDef>| s.name == entity.service_name)
+            {
                 return Err(invalid(format!(
                     "Service [{}] is declared twice",
                     entity.service_name
@@ -131,9 +141,11 @@ impl ServiceModel {
                 .passivation_strategy
                 .as_ref()
                 .and_then(|strategy| strategy.strategy.as_ref())
-                .map(|cloudstate_protocol::entity_passivation_strategy::Strategy::Timeout(t)| {
-                    t.timeout
-                })
+                .map(
+                    |cloudstate_protocol::entity_passivation_strategy::Strategy::Timeout(t)| {
+                        t.timeout
+                    },
+                )
                 .filter(|&millis| millis > 0)
                 .map(|millis| Duration::from_millis(millis as u64));
             let persistence_id = if entity.persistence_id.is_empty() {
@@ -232,10 +244,12 @@ fn method_def(service: &Arc<ServiceDef>, method: MethodDescriptor) -> Result<Met
 /// `cloudstate.entity_key` as 50002), and the extension may be missing from its descriptor set.
 pub fn is_entity_key(field: &FieldDescriptor) -> bool {
     let options = field.options().encode_to_vec();
-    FieldReader::new(&options).filter_map(Result::ok).any(|(number, value, _)| {
-        (number == option_number::ENTITY_KEY || number == option_number::LEGACY_ENTITY_KEY)
-            && value == WireValue::Varint(1)
-    })
+    FieldReader::new(&options)
+        .filter_map(Result::ok)
+        .any(|(number, value, _)| {
+            (number == option_number::ENTITY_KEY || number == option_number::LEGACY_ENTITY_KEY)
+                && value == WireValue::Varint(1)
+        })
 }
 
 /// Removes duplicate files (same name) from an encoded `FileDescriptorSet`, keeping the first.
@@ -324,7 +338,10 @@ mod tests {
             Some(Duration::from_millis(250))
         );
         let get = model.method("shop.Carts", "GetCart").unwrap();
-        assert_eq!(get.key.read(b"\x0a\x03ann").unwrap().as_deref(), Some("ann"));
+        assert_eq!(
+            get.key.read(b"\x0a\x03ann").unwrap().as_deref(),
+            Some("ann")
+        );
         assert_eq!(get.output_type, "shop.Cart");
     }
 
@@ -348,9 +365,7 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_serve() {
-        assert!(
-            build_error(&EntitySpec::default()).contains("No entities were reported")
-        );
+        assert!(build_error(&EntitySpec::default()).contains("No entities were reported"));
         assert!(
             build_error(&spec("shop.Missing", entity_type::EVENT_SOURCED))
                 .contains("Service [shop.Missing] not found")
@@ -364,7 +379,10 @@ mod tests {
                 .contains("shop.Streams.Watch is streaming")
         );
         let unkeyed = build_error(&spec("shop.Unkeyed", entity_type::EVENT_SOURCED));
-        assert!(unkeyed.contains("shop.Unkeyed.Do") && unkeyed.contains("entity_key"), "{unkeyed}");
+        assert!(
+            unkeyed.contains("shop.Unkeyed.Do") && unkeyed.contains("entity_key"),
+            "{unkeyed}"
+        );
         let mut garbage = spec("shop.Carts", entity_type::EVENT_SOURCED);
         garbage.proto = Bytes::from_static(b"\x0a\x05ab");
         assert!(build_error(&garbage).contains("not valid protobuf"));

@@ -38,7 +38,12 @@ impl PayloadError {
         }
     }
 
-    fn field(message: &MessageDescriptor, field: &FieldDescriptor, offset: usize, what: &str) -> Self {
+    fn field(
+        message: &MessageDescriptor,
+        field: &FieldDescriptor,
+        offset: usize,
+        what: &str,
+    ) -> Self {
         PayloadError {
             message: message.full_name().to_owned(),
             reason: format!(
@@ -98,11 +103,16 @@ fn check_value(
         WireValue::LengthDelimited(bytes) => match field.kind() {
             Kind::Message(inner) if !field.is_group() => {
                 let base = offset; // errors inside nested messages keep outer offsets approximate
-                check_fields(&inner, FieldReader::nested(bytes, base), depth + 1, |_, _| {})
+                check_fields(
+                    &inner,
+                    FieldReader::nested(bytes, base),
+                    depth + 1,
+                    |_, _| {},
+                )
             }
-            Kind::String => std::str::from_utf8(bytes)
-                .map(|_| ())
-                .map_err(|_| PayloadError::field(message, field, offset, "string is not valid UTF-8")),
+            Kind::String => std::str::from_utf8(bytes).map(|_| ()).map_err(|_| {
+                PayloadError::field(message, field, offset, "string is not valid UTF-8")
+            }),
             Kind::Bytes => Ok(()),
             kind if field.is_list() && packed_width(&kind).is_some() => {
                 check_packed(bytes, packed_width(&kind).unwrap_or(Packed::Varint))
@@ -111,9 +121,12 @@ fn check_value(
             _ => Err(mismatch("a length-delimited value")),
         },
         WireValue::Group(bytes) => match field.kind() {
-            Kind::Message(inner) if field.is_group() => {
-                check_fields(&inner, FieldReader::nested(bytes, offset), depth + 1, |_, _| {})
-            }
+            Kind::Message(inner) if field.is_group() => check_fields(
+                &inner,
+                FieldReader::nested(bytes, offset),
+                depth + 1,
+                |_, _| {},
+            ),
             _ => Err(mismatch("a group")),
         },
         WireValue::Varint(_) => match packed_width(&field.kind()) {
@@ -156,7 +169,7 @@ fn packed_width(kind: &Kind) -> Option<Packed> {
 
 fn check_packed(bytes: &[u8], packed: Packed) -> Result<(), &'static str> {
     match packed {
-        Packed::Fixed(width) if bytes.len() % width == 0 => Ok(()),
+        Packed::Fixed(width) if bytes.len().is_multiple_of(width) => Ok(()),
         Packed::Fixed(_) => Err("packed values are not a whole number of elements"),
         Packed::Varint => {
             // A varint ends at a byte without the continuation bit, at most 10 bytes in.
@@ -170,7 +183,11 @@ fn check_packed(bytes: &[u8], packed: Packed) -> Result<(), &'static str> {
                     run = 0;
                 }
             }
-            if run == 0 { Ok(()) } else { Err("truncated packed varint") }
+            if run == 0 {
+                Ok(())
+            } else {
+                Err("truncated packed varint")
+            }
         }
     }
 }
@@ -201,7 +218,10 @@ impl fmt::Display for KeyReaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KeyReaderError::NoKeyField => {
-                write!(f, "no field is marked with the (cloudstate.entity_key) option")
+                write!(
+                    f,
+                    "no field is marked with the (cloudstate.entity_key) option"
+                )
             }
             KeyReaderError::UnsupportedField { field, reason } => {
                 write!(f, "entity key field `{field}` {reason}")
@@ -258,11 +278,16 @@ impl KeyReader {
     /// entity).
     pub fn read(&self, bytes: &[u8]) -> Result<Option<String>, PayloadError> {
         let mut values: Vec<Option<WireValue<'_>>> = vec![None; self.fields.len()];
-        check_fields(&self.message, FieldReader::new(bytes), 0, |number, value| {
-            if let Some(i) = self.fields.iter().position(|f| f.number() == number) {
-                values[i] = Some(value); // the last occurrence of a scalar wins
-            }
-        })?;
+        check_fields(
+            &self.message,
+            FieldReader::new(bytes),
+            0,
+            |number, value| {
+                if let Some(i) = self.fields.iter().position(|f| f.number() == number) {
+                    values[i] = Some(value); // the last occurrence of a scalar wins
+                }
+            },
+        )?;
         if values.iter().all(|value| is_default(*value)) {
             return Ok(None);
         }
@@ -341,11 +366,13 @@ mod tests {
     "#;
 
     fn message(name: &str) -> MessageDescriptor {
-        compile(&[("t.proto", PROTO)]).get_message_by_name(name).unwrap()
+        compile(&[("t.proto", PROTO)])
+            .get_message_by_name(name)
+            .unwrap()
     }
 
     fn reader(name: &str) -> Result<KeyReader, KeyReaderError> {
-        KeyReader::new(&message(name), |f| crate::model::is_entity_key(f))
+        KeyReader::new(&message(name), crate::model::is_entity_key)
     }
 
     /// Encodes a dynamic message built from JSON, so the tests read like the messages they send.
@@ -359,7 +386,10 @@ mod tests {
     #[test]
     fn joins_key_fields_in_declaration_order() {
         let keys = reader("t.Keyed").unwrap();
-        let bytes = encode("t.Keyed", r#"{"shard": "-7", "user": "ann", "inner": {"label": "x", "numbers": [1, 2]}}"#);
+        let bytes = encode(
+            "t.Keyed",
+            r#"{"shard": "-7", "user": "ann", "inner": {"label": "x", "numbers": [1, 2]}}"#,
+        );
         assert_eq!(keys.read(&bytes).unwrap().as_deref(), Some("ann--7"));
         let bytes = encode("t.Keyed", r#"{"user": "bob"}"#);
         assert_eq!(keys.read(&bytes).unwrap().as_deref(), Some("bob-0"));
@@ -368,20 +398,32 @@ mod tests {
     #[test]
     fn a_request_with_only_default_keys_has_no_key() {
         let keys = reader("t.Keyed").unwrap();
-        assert_eq!(keys.read(&encode("t.Keyed", r#"{"blob": "AAE="}"#)).unwrap(), None);
+        assert_eq!(
+            keys.read(&encode("t.Keyed", r#"{"blob": "AAE="}"#))
+                .unwrap(),
+            None
+        );
         assert_eq!(keys.read(&[]).unwrap(), None);
     }
 
     #[test]
     fn enum_keys_use_value_names() {
         let keys = reader("t.ByEnum").unwrap();
-        assert_eq!(keys.read(&encode("t.ByEnum", r#"{"color": "BLUE"}"#)).unwrap().as_deref(), Some("BLUE"));
+        assert_eq!(
+            keys.read(&encode("t.ByEnum", r#"{"color": "BLUE"}"#))
+                .unwrap()
+                .as_deref(),
+            Some("BLUE")
+        );
     }
 
     #[test]
     fn rejects_unusable_key_declarations() {
         assert_eq!(reader("t.NoKey").unwrap_err(), KeyReaderError::NoKeyField);
-        assert!(matches!(reader("t.ByFloat"), Err(KeyReaderError::UnsupportedField { .. })));
+        assert!(matches!(
+            reader("t.ByFloat"),
+            Err(KeyReaderError::UnsupportedField { .. })
+        ));
     }
 
     #[test]

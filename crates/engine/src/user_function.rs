@@ -47,8 +47,7 @@ impl UserFunction {
     }
 
     fn discovery(&self) -> EntityDiscoveryClient<Channel> {
-        EntityDiscoveryClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        EntityDiscoveryClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE)
     }
 
     /// Calls `discover` once.

@@ -241,15 +241,20 @@ mod tests {
     #[test]
     fn rejects_malformed_input() {
         for bad in [
-            &[0x0a, 0x05, b'a'][..],                                     // length past end
-            &[0x08][..],                                                 // missing varint
-            &[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff][..], // too long
-            &[0x0f][..],                                                 // wire type 7
-            &[0x00, 0x01][..],                                           // field number 0
-            &[0x0b, 0x08, 0x01][..],                                     // group without end
-            &[0x0c][..],                                                 // end tag alone
+            &[0x0a, 0x05, b'a'][..], // length past end
+            &[0x08][..],             // missing varint
+            &[
+                0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            ][..], // too long
+            &[0x0f][..],             // wire type 7
+            &[0x00, 0x01][..],       // field number 0
+            &[0x0b, 0x08, 0x01][..], // group without end
+            &[0x0c][..],             // end tag alone
         ] {
-            assert!(check_well_formed(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                check_well_formed(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 

@@ -84,7 +84,10 @@ fn parse_store(value: &str) -> Result<StoreConfig, String> {
         }
         Ok(StoreConfig::Embedded(PathBuf::from(dir)))
     } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-        Err("the PostgreSQL store is not part of this build yet; use `memory` or `embedded:<dir>`".into())
+        Err(
+            "the PostgreSQL store is not part of this build yet; use `memory` or `embedded:<dir>`"
+                .into(),
+        )
     } else {
         Err(format!(
             "unknown store `{value}`: expected `memory` or `embedded:<directory>`"
@@ -126,7 +129,10 @@ mod tests {
             &["p", "--entity-mailbox-capacity", "0"][..],
             &["p", "--http-port", "99999"][..],
         ] {
-            assert!(Config::try_parse_from(args).is_err(), "{args:?} was accepted");
+            assert!(
+                Config::try_parse_from(args).is_err(),
+                "{args:?} was accepted"
+            );
         }
         let err = Config::try_parse_from(["p", "--store", "mysql://x"]).unwrap_err();
         assert!(err.to_string().contains("unknown store"), "{err}");

@@ -66,7 +66,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let user_function = UserFunction::new(&config.user_function_host, config.user_function_port)
         .context("invalid user function address")?;
-    let discovery = user_function.discover_with_retry(Duration::from_millis(100), config.discovery_max_backoff);
+    let discovery =
+        user_function.discover_with_retry(Duration::from_millis(100), config.discovery_max_backoff);
     let spec = tokio::select! {
         spec = discovery => spec,
         result = &mut server => return result.context("server task failed")?.map_err(Into::into),

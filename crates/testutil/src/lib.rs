@@ -55,7 +55,10 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
     static BUILT: Mutex<Option<HashSet<String>>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let root = workspace_root();
-    if built.get_or_insert_with(HashSet::new).insert(name.to_owned()) {
+    if built
+        .get_or_insert_with(HashSet::new)
+        .insert(name.to_owned())
+    {
         let status = Command::new(env!("CARGO"))
             .args(["build", "--quiet", "-p", package, "--bin", name])
             .current_dir(&root)
@@ -135,7 +138,11 @@ impl Process {
 
     /// Whether the process has exited; its exit code if so.
     pub fn exited(&mut self) -> Option<Option<i32>> {
-        self.child.try_wait().ok().flatten().map(|status| status.code())
+        self.child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|status| status.code())
     }
 
     /// Waits until `ready` holds, failing with the process's output after `timeout` or if the
