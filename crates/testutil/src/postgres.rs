@@ -331,7 +331,7 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
             Some((version, entry.path().join("bin")))
         })
         .collect();
-    installed.sort_by(|a, b| b.0.cmp(&a.0));
+    installed.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
     candidates.extend(installed.into_iter().map(|(_, dir)| dir));
     let mut looked = Vec::new();
     for dir in candidates {

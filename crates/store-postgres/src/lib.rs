@@ -1,0 +1,446 @@
+//! The PostgreSQL store (`--store postgres://...`): journals, snapshots and values in three
+//! tables of one PostgreSQL database, shared by any number of proxies.
+//!
+//! # Schema
+//! Created and upgraded at [`PostgresStore::connect`] by embedded, versioned migrations, run in
+//! one transaction under a transaction-level advisory lock (so proxies starting together take
+//! turns, and the later ones find nothing to do). `cloudstate_schema_version` records the
+//! applied versions; a database with a newer schema than [`SCHEMA_VERSION`] is refused.
+//!
+//! | table | primary key | other columns |
+//! |---|---|---|
+//! | `journal` | `(persistence_id, entity_id, sequence_nr)` | `type_url`, `payload`, `written_at` |
+//! | `snapshots` | `(persistence_id, entity_id)` | `sequence_nr`, `type_url`, `payload`, `written_at` |
+//! | `value_entities` | `(persistence_id, entity_id)` | `version`, `type_url`, `payload`, `written_at` |
+//!
+//! Sequence numbers and versions are `bigint` (both start at 1; a number beyond `i64::MAX` is
+//! refused as [`StoreError::InvalidWrite`]). Ids, type URLs and payloads are `bytea`, stored
+//! byte for byte: the ids may hold any string (even NUL, which `text` refuses), nothing depends
+//! on the database's encoding or collation, and keys compare as bytes. To read them in `psql`:
+//! `SELECT convert_from(entity_id, 'UTF8'), sequence_nr, convert_from(type_url, 'UTF8') FROM
+//! journal`. A snapshot replaces the previous one; events are never removed; deleting a value
+//! removes its row.
+//!
+//! # Writes: group commit and fencing
+//! Appends and value writes go to one of a few writer tasks (chosen by a hash of the entity
+//! key, so one entity's writes always take the same writer and stay in order), each with its
+//! own connection. A writer takes the first queued request and whatever else is queued behind
+//! it, and applies them all in one transaction with a handful of statements (one `SELECT` of
+//! the stored last sequence numbers and versions, one statement writing events, snapshots and
+//! values from arrays), then one `COMMIT` (one WAL flush) before answering any of them. An idle
+//! writer commits a lone request at once; under load the batches grow by themselves. There are
+//! no timers. See `writer.rs` for the steps.
+//!
+//! Each request is checked on its own against the stored numbers as the requests before it in
+//! the batch left them: an append must start exactly one past the stored last sequence number
+//! ([`cloudstate_store::check_append`]), a value write must name the stored version. A refused
+//! request gets [`StoreError::Conflict`] or [`StoreError::InvalidWrite`] and writes nothing;
+//! the rest of the batch commits. The journal's primary key is the final fence against another
+//! process writing the same entity at the same time: if another writer gets in between the
+//! check and the write, the transaction is rolled back and redone one request at a time under
+//! savepoints, and only the requests that lost the race are refused (conflict).
+//!
+//! "Acknowledged" means committed: a write resolves after its `COMMIT` returned (with the
+//! server's `synchronous_commit`, by default a flush to disk). A write whose future is dropped
+//! earlier may or may not be stored.
+//!
+//! # Reads
+//! [`Store::load_journal`] reads the snapshot and the events after it in one statement (one
+//! consistent view); [`Store::load_value`] reads one row. Reads use a pool of their own
+//! connections and never wait for the writers.
+//!
+//! # Failures and bounded waits
+//! Every wait is bounded: opening a connection (`connect_timeout`), waiting for a free read
+//! connection or for room in a writer's queue (`acquire_timeout`), every statement (the
+//! server's `statement_timeout`, and the same bound plus a second on the client side, for a
+//! server that does not answer at all). When the database is down, operations fail with
+//! [`StoreError::Unavailable`] naming the server and the cause, as soon as connecting is
+//! refused; nothing needs restarting when it is back: broken connections are dropped and new
+//! ones opened on the next operation. A write whose connection breaks during `COMMIT` is
+//! reported as unavailable with its outcome unknown; any other failure of a write says that
+//! nothing was stored.
+//!
+//! # Why sqlx, and its connections rather than its pool
+//! sqlx 0.9 with runtime queries (`sqlx::query(..).bind(..)`): its prepared-statement cache
+//! and array binding carry a whole batch in a few round trips, and group commit already
+//! amortises each round trip over every request of a batch, so the pipelining of
+//! tokio-postgres would save little. sqlx's `Pool`, though, keeps retrying a refused connection
+//! until its acquire timeout and pings around every use; the store keeps its own small pool
+//! (see `connection.rs`) so that an outage is reported at once and connections are reused
+//! without extra round trips.
+
+mod connection;
+mod schema;
+mod writer;
+
+use std::{
+    hash::{Hash, Hasher},
+    str::FromStr,
+    sync::Arc,
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use cloudstate_store::{
+    Any, EntityKey, Event, Recovery, Snapshot, Store, StoreError, Value, ValueWrite,
+};
+use sqlx::{Row, postgres::PgConnectOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use connection::{Connector, Pool};
+use schema::MigrationError;
+pub use schema::SCHEMA_VERSION;
+use writer::{MAX_BATCH, Op, Request};
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The URL is not a PostgreSQL connection URL.
+    #[error("invalid PostgreSQL URL: {0}")]
+    Url(String),
+    /// The options do not make sense together.
+    #[error("invalid PostgreSQL store options: {0}")]
+    Options(String),
+    /// The server could not be reached or refused the connection.
+    #[error("cannot connect to PostgreSQL at {address}: {source}")]
+    Connect {
+        /// `host:port/database`.
+        address: String,
+        /// What sqlx said.
+        source: sqlx::Error,
+    },
+    /// Creating or upgrading the tables failed.
+    #[error("cannot migrate the schema of PostgreSQL at {address}: {source}")]
+    Migrate {
+        /// `host:port/database`.
+        address: String,
+        /// What sqlx said.
+        source: sqlx::Error,
+    },
+    /// The database was set up by a newer build.
+    #[error(
+        "PostgreSQL at {address} has schema version {found}; this build knows versions up to \
+         {SCHEMA_VERSION}: upgrade the proxy"
+    )]
+    SchemaTooNew {
+        /// `host:port/database`.
+        address: String,
+        /// The version recorded in the database.
+        found: i32,
+    },
+}
+
+/// How the store uses the database.
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// Connections the store opens at most: `writers` for writing, the rest for reads. At
+    /// least 2.
+    pub pool_size: u32,
+    /// Writer tasks, each with a connection of its own, committing batches in parallel. At
+    /// most `pool_size - 1` are used.
+    pub writers: u32,
+    /// Longest wait for a new connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for a free read connection, or for room in a writer's queue.
+    pub acquire_timeout: Duration,
+    /// Longest a statement may run (the server's `statement_timeout`; the client gives up a
+    /// second later).
+    pub statement_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    /// 10 connections of which 2 write; 5 s to connect or get a connection; 10 s per statement.
+    fn default() -> Self {
+        PostgresOptions {
+            pool_size: 10,
+            writers: 2,
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A [`Store`] in a PostgreSQL database: durable (each write resolves after its `COMMIT`),
+/// group-committing, fenced against other writers by the journal's primary key and the values'
+/// versions. See the [crate docs](crate).
+///
+/// Dropping it closes the writers' queues; the writer tasks answer every queued request before
+/// they close their connections.
+pub struct PostgresStore {
+    writers: Vec<mpsc::Sender<Request>>,
+    reads: Pool,
+    connector: Arc<Connector>,
+    acquire_timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("address", &self.connector.address)
+            .field("writers", &self.writers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`),
+    /// creates or upgrades its tables, and starts the writer tasks (on the current tokio
+    /// runtime).
+    ///
+    /// Fails, naming the server, if it cannot be reached within `connect_timeout`, and if its
+    /// schema cannot be brought to [`SCHEMA_VERSION`].
+    pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, Error> {
+        let connect_options =
+            PgConnectOptions::from_str(url).map_err(|error| Error::Url(error.to_string()))?;
+        if options.pool_size < 2 {
+            return Err(Error::Options(format!(
+                "the pool size must be at least 2 (one writer, one reader), not {}",
+                options.pool_size
+            )));
+        }
+        if options.writers == 0 {
+            return Err(Error::Options("there must be at least one writer".into()));
+        }
+        let writers = options.writers.min(options.pool_size - 1) as usize;
+        let readers = options.pool_size as usize - writers;
+        let connector = Arc::new(Connector::new(
+            connect_options,
+            options.connect_timeout,
+            options.statement_timeout,
+        ));
+        let address = connector.address.clone();
+        let mut connection = connector.connect().await.map_err(|source| Error::Connect {
+            address: address.clone(),
+            source,
+        })?;
+        match connector
+            .bounded(async { Ok(schema::migrate(&mut connection).await) })
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(MigrationError::TooNew(found))) => {
+                return Err(Error::SchemaTooNew { address, found });
+            }
+            Ok(Err(MigrationError::Database(source))) | Err(source) => {
+                return Err(Error::Migrate { address, source });
+            }
+        }
+        let reads = Pool::new(connector.clone(), readers, options.acquire_timeout);
+        reads.give(connection);
+        let writers = (0..writers)
+            .map(|_| {
+                // Room for a few full batches: a busy writer always has its next batch waiting,
+                // and queued writes take bounded memory (senders wait when it is full).
+                let (sender, queue) = mpsc::channel(4 * MAX_BATCH);
+                writer::spawn(connector.clone(), queue);
+                sender
+            })
+            .collect();
+        Ok(PostgresStore {
+            writers,
+            reads,
+            connector,
+            acquire_timeout: options.acquire_timeout,
+        })
+    }
+
+    /// `host:port/database` of the server.
+    pub fn address(&self) -> &str {
+        &self.connector.address
+    }
+
+    async fn write(&self, key: &EntityKey, op: Op) -> Result<u64, StoreError> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        key.hash(&mut hasher);
+        let writer = &self.writers[(hasher.finish() % self.writers.len() as u64) as usize];
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            key: key.clone(),
+            op,
+            reply,
+        };
+        let address = self.address();
+        match tokio::time::timeout(self.acquire_timeout, writer.send(request)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "the writer for PostgreSQL at {address} has stopped; nothing was written"
+                )));
+            }
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "the write queue for PostgreSQL at {address} stayed full for {:?}; nothing \
+                     was written",
+                    self.acquire_timeout
+                )));
+            }
+        }
+        answer.await.map_err(|_| {
+            StoreError::Unavailable(format!(
+                "the writer for PostgreSQL at {address} stopped before answering; the write may \
+                 or may not be stored"
+            ))
+        })?
+    }
+}
+
+/// The snapshot of an entity and the events after it, in one statement (one consistent view):
+/// the snapshot row first (flag true), then the events in order.
+const LOAD_JOURNAL: &str = "
+WITH s AS (
+    SELECT sequence_nr, type_url, payload FROM snapshots
+    WHERE persistence_id = $1 AND entity_id = $2
+)
+SELECT true, sequence_nr, type_url, payload FROM s
+UNION ALL
+SELECT false, j.sequence_nr, j.type_url, j.payload FROM journal j
+WHERE j.persistence_id = $1 AND j.entity_id = $2
+  AND j.sequence_nr > coalesce((SELECT sequence_nr FROM s), 0)
+ORDER BY 1 DESC, 2";
+
+const LOAD_VALUE: &str = "
+SELECT version, type_url, payload FROM value_entities
+WHERE persistence_id = $1 AND entity_id = $2";
+
+/// Decodes a stored number, type URL and payload.
+fn decode(
+    row: &sqlx::postgres::PgRow,
+    first: usize,
+    what: &dyn Fn() -> String,
+) -> Result<(u64, Any), StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt(format!("{}: {detail}", what()));
+    let number: i64 = row
+        .try_get(first)
+        .map_err(|error| corrupt(error.to_string()))?;
+    let number = u64::try_from(number).map_err(|_| corrupt(format!("negative number {number}")))?;
+    let type_url: Vec<u8> = row
+        .try_get(first + 1)
+        .map_err(|error| corrupt(error.to_string()))?;
+    let type_url = String::from_utf8(type_url)
+        .map_err(|error| corrupt(format!("type URL is not UTF-8: {error}")))?;
+    let payload: Vec<u8> = row
+        .try_get(first + 2)
+        .map_err(|error| corrupt(error.to_string()))?;
+    Ok((
+        number,
+        Any {
+            type_url,
+            value: payload.into(),
+        },
+    ))
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn load_journal(&self, key: &EntityKey) -> Result<Recovery, StoreError> {
+        let mut lease = self.reads.acquire().await?;
+        let query = sqlx::query(LOAD_JOURNAL)
+            .bind(key.persistence_id.as_bytes())
+            .bind(key.entity_id.as_bytes())
+            .fetch_all(lease.connection());
+        let rows = self
+            .connector
+            .bounded(query)
+            .await
+            .map_err(|error| self.reads.failure("loading a journal", error))?;
+        lease.release();
+        let address = self.address();
+        let mut recovery = Recovery::default();
+        for row in &rows {
+            let is_snapshot: bool = row.try_get(0).map_err(|error| {
+                StoreError::Corrupt(format!("journal of {key} in {address}: {error}"))
+            })?;
+            if is_snapshot {
+                let what = || format!("snapshot of {key} in {address}");
+                let (sequence_nr, payload) = decode(row, 1, &what)?;
+                recovery.snapshot = Some(Snapshot {
+                    sequence_nr,
+                    payload,
+                });
+            } else {
+                let expected = recovery.last_sequence_nr() + 1;
+                let what = || format!("event {expected} of {key} in {address}");
+                let (sequence_nr, payload) = decode(row, 1, &what)?;
+                if sequence_nr != expected {
+                    return Err(StoreError::Corrupt(format!(
+                        "journal of {key} in {address}: expected event {expected}, found \
+                         {sequence_nr}"
+                    )));
+                }
+                recovery.events.push(Event {
+                    sequence_nr,
+                    payload,
+                });
+            }
+        }
+        Ok(recovery)
+    }
+
+    async fn append(
+        &self,
+        key: &EntityKey,
+        events: Vec<Event>,
+        snapshot: Option<Snapshot>,
+    ) -> Result<(), StoreError> {
+        if events.is_empty() && snapshot.is_none() {
+            return Ok(());
+        }
+        self.write(key, Op::Append { events, snapshot })
+            .await
+            .map(|_| ())
+    }
+
+    async fn load_value(&self, key: &EntityKey) -> Result<Option<Value>, StoreError> {
+        let mut lease = self.reads.acquire().await?;
+        let query = sqlx::query(LOAD_VALUE)
+            .bind(key.persistence_id.as_bytes())
+            .bind(key.entity_id.as_bytes())
+            .fetch_optional(lease.connection());
+        let row = self
+            .connector
+            .bounded(query)
+            .await
+            .map_err(|error| self.reads.failure("loading a value", error))?;
+        lease.release();
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let what = || format!("value of {key} in {}", self.address());
+        let (version, payload) = decode(&row, 0, &what)?;
+        Ok(Some(Value { version, payload }))
+    }
+
+    async fn write_value(
+        &self,
+        key: &EntityKey,
+        expected_version: u64,
+        write: ValueWrite,
+    ) -> Result<u64, StoreError> {
+        self.write(
+            key,
+            Op::WriteValue {
+                expected_version,
+                write,
+            },
+        )
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.writers.iter().any(|writer| writer.is_closed()) {
+            return Err(StoreError::Unavailable(format!(
+                "a writer for PostgreSQL at {} has stopped",
+                self.address()
+            )));
+        }
+        let mut lease = self.reads.acquire().await?;
+        let query = sqlx::query("SELECT 1").execute(lease.connection());
+        self.connector
+            .bounded(query)
+            .await
+            .map_err(|error| self.reads.failure("ping", error))?;
+        lease.release();
+        Ok(())
+    }
+}

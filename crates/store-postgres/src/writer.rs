@@ -1,0 +1,651 @@
+//! The writer tasks: the only place that writes, one group commit at a time per writer.
+//!
+//! A writer takes the first queued request, then whatever else is already queued (up to
+//! [`MAX_BATCH`] requests or [`MAX_BATCH_BYTES`]), and applies them in one transaction:
+//!
+//! 1. `BEGIN`;
+//! 2. one `SELECT` reads the stored last sequence number or version of every entity in the
+//!    batch;
+//! 3. the requests are checked in order against those numbers as the earlier requests of the
+//!    batch change them ([`check_append`], version comparison): refused requests get their own
+//!    error and write nothing;
+//! 4. one statement writes everything that passed: the events (`INSERT` from arrays), the
+//!    latest snapshot per entity (upsert), and each value's final state (insert, update or
+//!    delete, each conditional on the version read in step 2);
+//! 5. `COMMIT`; only then is any request answered.
+//!
+//! Another process may write between steps 2 and 4. Then step 4 fails on the journal's primary
+//! key (the first new sequence number now exists) or a value's insert or version condition does
+//! not match, and the transaction is rolled back and applied again one request at a time, each
+//! under its own `SAVEPOINT`: a request that loses to the other writer is rolled back to its
+//! savepoint and gets [`StoreError::Conflict`], the others commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cloudstate_store::{Any, EntityKey, Event, Snapshot, StoreError, ValueWrite, check_append};
+use sqlx::{PgConnection, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::connection::{Connector, is_connection_error, sql_state, unavailable};
+
+/// The most requests one transaction takes: bounds the latency a request queued behind a big
+/// batch sees.
+pub(crate) const MAX_BATCH: usize = 1024;
+
+/// A batch stops taking requests once their payloads add up to this many bytes (one request
+/// may take it past), bounding the size of one transaction's statements.
+pub(crate) const MAX_BATCH_BYTES: usize = 16 << 20;
+
+/// A write waiting for its writer.
+pub(crate) struct Request {
+    pub(crate) key: EntityKey,
+    pub(crate) op: Op,
+    /// The new last sequence number (appends) or version (value writes), once committed.
+    pub(crate) reply: oneshot::Sender<Outcome>,
+}
+
+/// What a [`Request`] writes.
+pub(crate) enum Op {
+    Append {
+        events: Vec<Event>,
+        snapshot: Option<Snapshot>,
+    },
+    WriteValue {
+        expected_version: u64,
+        write: ValueWrite,
+    },
+}
+
+/// The answer to one request.
+pub(crate) type Outcome = Result<u64, StoreError>;
+
+impl Request {
+    /// Roughly how many bytes the request adds to a transaction.
+    fn size(&self) -> usize {
+        let any = |any: &Any| any.type_url.len() + any.value.len() + 16;
+        match &self.op {
+            Op::Append { events, snapshot } => {
+                events
+                    .iter()
+                    .map(|event| any(&event.payload))
+                    .sum::<usize>()
+                    + snapshot
+                        .as_ref()
+                        .map_or(0, |snapshot| any(&snapshot.payload))
+            }
+            Op::WriteValue { write, .. } => match write {
+                ValueWrite::Update(payload) => any(payload),
+                ValueWrite::Delete => 16,
+            },
+        }
+    }
+}
+
+/// Starts a writer task taking requests from `queue`. It runs until every sender is gone and
+/// the queued requests are answered, then closes its connection.
+pub(crate) fn spawn(connector: Arc<Connector>, queue: mpsc::Receiver<Request>) {
+    let writer = Writer {
+        connector,
+        connection: None,
+    };
+    tokio::spawn(writer.run(queue));
+}
+
+/// How a batch failed as a whole.
+enum Failure {
+    /// Another writer got in between (batch mode only): roll back, go one by one.
+    Race,
+    /// No connection could be opened.
+    Connect(sqlx::Error),
+    /// A statement before `COMMIT` failed; the transaction was not committed.
+    BeforeCommit(&'static str, sqlx::Error),
+    /// The server answered `COMMIT` with an error: not committed.
+    CommitRefused(sqlx::Error),
+    /// The connection broke (or timed out) during `COMMIT`: committed or not, nobody knows.
+    CommitUnknown(sqlx::Error),
+}
+
+impl Failure {
+    fn describe(&self, address: &str, writes: usize) -> String {
+        let none = format!("none of the {writes} writes of this transaction was stored");
+        match self {
+            Failure::Race => {
+                format!("PostgreSQL at {address}: concurrent writers kept interfering; {none}")
+            }
+            Failure::Connect(error) => {
+                format!("{}; {none}", unavailable(address, "connecting", error))
+            }
+            Failure::BeforeCommit(what, error) => {
+                format!("{}; {none}", unavailable(address, what, error))
+            }
+            Failure::CommitRefused(error) => {
+                format!("{}; {none}", unavailable(address, "COMMIT", error))
+            }
+            Failure::CommitUnknown(error) => format!(
+                "PostgreSQL at {address}: the connection was lost during COMMIT ({error}); the \
+                 outcome is unknown: each of the {writes} writes of this transaction may or may \
+                 not be stored"
+            ),
+        }
+    }
+}
+
+/// How one step inside the transaction failed.
+enum Step {
+    /// Another writer wrote one of the entities since they were read.
+    Race,
+    /// The database failed.
+    Failed(&'static str, sqlx::Error),
+}
+
+/// How requests are applied inside the transaction.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// All requests with a few statements.
+    Batch,
+    /// Each request under its own savepoint.
+    OneByOne,
+}
+
+struct Writer {
+    connector: Arc<Connector>,
+    /// Kept between batches; dropped after any failure (the server then rolls back whatever
+    /// the connection had open).
+    connection: Option<PgConnection>,
+}
+
+impl Writer {
+    async fn run(mut self, mut queue: mpsc::Receiver<Request>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        // Waiting for the first request and then taking only what is already queued means an
+        // idle writer commits a lone request at once, while a busy one gathers everything that
+        // arrived during its previous commit into the next.
+        while let Some(first) = queue.recv().await {
+            let mut bytes = first.size();
+            batch.push(first);
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                match queue.try_recv() {
+                    Ok(request) => {
+                        bytes += request.size();
+                        batch.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut batch).await;
+        }
+        if let Some(connection) = self.connection.take() {
+            use sqlx::Connection;
+            let _ = connection.close().await;
+        }
+    }
+
+    /// Applies `batch` in one transaction, commits it, and answers (and removes) every request.
+    async fn commit(&mut self, batch: &mut Vec<Request>) {
+        let result = match self.transaction(batch, Mode::Batch).await {
+            Err(Failure::Race) => self.transaction(batch, Mode::OneByOne).await,
+            other => other,
+        };
+        match result {
+            Ok(outcomes) => {
+                for (request, outcome) in batch.drain(..).zip(outcomes) {
+                    // The caller may have stopped waiting; its write stands all the same.
+                    let _ = request.reply.send(outcome);
+                }
+            }
+            Err(failure) => {
+                let detail = failure.describe(&self.connector.address, batch.len());
+                tracing::warn!("{detail}");
+                for request in batch.drain(..) {
+                    let _ = request
+                        .reply
+                        .send(Err(StoreError::Unavailable(detail.clone())));
+                }
+            }
+        }
+    }
+
+    /// One transaction over `batch`: the outcome of every request, in order, once committed.
+    async fn transaction(
+        &mut self,
+        batch: &[Request],
+        mode: Mode,
+    ) -> Result<Vec<Outcome>, Failure> {
+        let connector = self.connector.clone();
+        let mut connection = self.begin().await?;
+        let applied = match mode {
+            Mode::Batch => apply(&connector, &mut connection, batch).await,
+            Mode::OneByOne => one_by_one(&connector, &mut connection, batch).await,
+        };
+        let outcomes = match applied {
+            Ok(outcomes) => outcomes,
+            Err(Step::Race) => {
+                let rollback = sqlx::raw_sql("ROLLBACK").execute(&mut connection);
+                if connector.bounded(rollback).await.is_ok() {
+                    self.connection = Some(connection);
+                }
+                return Err(Failure::Race);
+            }
+            // Dropping the connection rolls the transaction back.
+            Err(Step::Failed(what, error)) => return Err(Failure::BeforeCommit(what, error)),
+        };
+        let commit = sqlx::raw_sql("COMMIT").execute(&mut connection);
+        match connector.bounded(commit).await {
+            Ok(_) => {
+                self.connection = Some(connection);
+                Ok(outcomes)
+            }
+            Err(error) if is_connection_error(&error) => Err(Failure::CommitUnknown(error)),
+            Err(error) => Err(Failure::CommitRefused(error)),
+        }
+    }
+
+    /// A connection with a transaction begun: the kept one, or a new one if there is none or
+    /// it turns out to be broken (nothing of the batch has been sent at that point).
+    async fn begin(&mut self) -> Result<PgConnection, Failure> {
+        if let Some(mut connection) = self.connection.take() {
+            let begin = sqlx::raw_sql("BEGIN").execute(&mut connection);
+            match self.connector.bounded(begin).await {
+                Ok(_) => return Ok(connection),
+                Err(error) if is_connection_error(&error) => {}
+                Err(error) => return Err(Failure::BeforeCommit("BEGIN", error)),
+            }
+        }
+        let mut connection = self.connector.connect().await.map_err(Failure::Connect)?;
+        let begin = sqlx::raw_sql("BEGIN").execute(&mut connection);
+        self.connector
+            .bounded(begin)
+            .await
+            .map_err(|error| Failure::BeforeCommit("BEGIN", error))?;
+        Ok(connection)
+    }
+}
+
+/// Applies every request, each under its own savepoint; a request that races with another
+/// writer is rolled back alone and refused with a conflict.
+async fn one_by_one(
+    connector: &Connector,
+    connection: &mut PgConnection,
+    batch: &[Request],
+) -> Result<Vec<Outcome>, Step> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in batch {
+        execute(connector, connection, "SAVEPOINT request").await?;
+        match apply(connector, connection, std::slice::from_ref(request)).await {
+            Ok(outcome) => {
+                execute(connector, connection, "RELEASE SAVEPOINT request").await?;
+                outcomes.extend(outcome);
+            }
+            Err(Step::Race) => {
+                let sql = "ROLLBACK TO SAVEPOINT request; RELEASE SAVEPOINT request";
+                execute(connector, connection, sql).await?;
+                let detail = match &request.op {
+                    Op::Append { events, .. } => format!(
+                        "another writer stored sequence number {} at the same time",
+                        events.first().map_or(0, |event| event.sequence_nr)
+                    ),
+                    Op::WriteValue {
+                        expected_version, ..
+                    } => format!(
+                        "another writer changed the value from version {expected_version} at \
+                         the same time"
+                    ),
+                };
+                outcomes.push(Err(StoreError::Conflict {
+                    key: request.key.clone(),
+                    detail,
+                }));
+            }
+            Err(failed) => return Err(failed),
+        }
+    }
+    Ok(outcomes)
+}
+
+async fn execute(
+    connector: &Connector,
+    connection: &mut PgConnection,
+    sql: &'static str,
+) -> Result<(), Step> {
+    connector
+        .bounded(sqlx::raw_sql(sql).execute(connection))
+        .await
+        .map(|_| ())
+        .map_err(|error| Step::Failed(sql, error))
+}
+
+/// An entity as the batch sees it: a journal or a value under one key.
+type Slot<'b> = (&'b EntityKey, bool);
+
+/// Reads, checks and writes `batch` inside the open transaction; the outcome of every request.
+async fn apply(
+    connector: &Connector,
+    connection: &mut PgConnection,
+    batch: &[Request],
+) -> Result<Vec<Outcome>, Step> {
+    let mut slots: Vec<Slot<'_>> = Vec::new();
+    let mut index: HashMap<Slot<'_>, usize> = HashMap::new();
+    let request_slots: Vec<usize> = batch
+        .iter()
+        .map(|request| {
+            let slot = (&request.key, matches!(request.op, Op::WriteValue { .. }));
+            *index.entry(slot).or_insert_with(|| {
+                slots.push(slot);
+                slots.len() - 1
+            })
+        })
+        .collect();
+    let stored = read_state(connector, connection, &slots).await?;
+    let (outcomes, changes) = check(batch, &request_slots, &stored);
+    if !changes.is_empty() {
+        write(connector, connection, changes).await?;
+    }
+    Ok(outcomes)
+}
+
+/// The stored last sequence number (journals) or version (values) of every slot, 0 if none.
+const READ_STATE: &str = "
+SELECT k.i, CASE WHEN k.is_value
+    THEN (SELECT v.version FROM value_entities v
+          WHERE v.persistence_id = k.p AND v.entity_id = k.e)
+    ELSE (SELECT j.sequence_nr FROM journal j
+          WHERE j.persistence_id = k.p AND j.entity_id = k.e
+          ORDER BY j.sequence_nr DESC LIMIT 1)
+    END
+FROM unnest($1::bytea[], $2::bytea[], $3::boolean[]) WITH ORDINALITY AS k(p, e, is_value, i)";
+
+async fn read_state(
+    connector: &Connector,
+    connection: &mut PgConnection,
+    slots: &[Slot<'_>],
+) -> Result<Vec<u64>, Step> {
+    let failed = |error| Step::Failed("reading the stored sequence numbers and versions", error);
+    let query = sqlx::query(READ_STATE)
+        .bind(
+            slots
+                .iter()
+                .map(|(key, _)| key.persistence_id.as_bytes())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            slots
+                .iter()
+                .map(|(key, _)| key.entity_id.as_bytes())
+                .collect::<Vec<_>>(),
+        )
+        .bind(slots.iter().map(|(_, value)| *value).collect::<Vec<_>>());
+    let rows = connector
+        .bounded(query.fetch_all(connection))
+        .await
+        .map_err(failed)?;
+    let mut stored = vec![0; slots.len()];
+    for row in rows {
+        let i: i64 = row.try_get(0).map_err(failed)?;
+        let number: Option<i64> = row.try_get(1).map_err(failed)?;
+        let slot = usize::try_from(i - 1)
+            .ok()
+            .and_then(|i| stored.get_mut(i))
+            .ok_or_else(|| failed(sqlx::Error::Protocol(format!("unexpected ordinal {i}"))))?;
+        *slot = number.map_or(Ok(0), u64::try_from).map_err(|_| {
+            failed(sqlx::Error::Protocol(format!(
+                "negative sequence number or version {number:?}"
+            )))
+        })?;
+    }
+    Ok(stored)
+}
+
+/// What one batch writes, with numbers already converted to `bigint`.
+#[derive(Default)]
+struct Changes<'b> {
+    events: Vec<(&'b EntityKey, i64, &'b Any)>,
+    /// The latest snapshot of each journal slot.
+    snapshots: HashMap<usize, (&'b EntityKey, i64, &'b Any)>,
+    /// The final state of each value slot.
+    values: HashMap<usize, ValueChange<'b>>,
+}
+
+struct ValueChange<'b> {
+    key: &'b EntityKey,
+    /// The version read from the database (0: no row).
+    stored: i64,
+    /// The version after the batch, and the value (`None`: deleted).
+    version: i64,
+    payload: Option<&'b Any>,
+}
+
+impl Changes<'_> {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.snapshots.is_empty() && self.values.is_empty()
+    }
+}
+
+/// The largest number a `bigint` column holds, as `u64`.
+const MAX_BIGINT: u64 = i64::MAX as u64;
+
+/// Checks the requests in order against the stored numbers as the batch changes them; the
+/// outcome of each, and what the accepted ones write.
+fn check<'b>(
+    batch: &'b [Request],
+    request_slots: &[usize],
+    stored: &[u64],
+) -> (Vec<Outcome>, Changes<'b>) {
+    let mut current = stored.to_vec();
+    let mut changes = Changes::default();
+    let outcomes = batch
+        .iter()
+        .zip(request_slots)
+        .map(|(request, &slot)| {
+            let key = &request.key;
+            let invalid = |detail: String| StoreError::InvalidWrite {
+                key: key.clone(),
+                detail,
+            };
+            let last = current.get(slot).copied().unwrap_or(0);
+            match &request.op {
+                Op::Append { events, snapshot } => {
+                    check_append(key, last, events, snapshot.as_ref())?;
+                    let new_last = events.last().map_or(last, |event| event.sequence_nr);
+                    if new_last > MAX_BIGINT {
+                        return Err(invalid(format!(
+                            "sequence number {new_last} does not fit PostgreSQL's bigint"
+                        )));
+                    }
+                    // Checked: sequence numbers grow up to `new_last`, which fits.
+                    let bigint = |n: u64| n as i64;
+                    changes.events.extend(
+                        events
+                            .iter()
+                            .map(|event| (key, bigint(event.sequence_nr), &event.payload)),
+                    );
+                    if let Some(snapshot) = snapshot {
+                        let row = (key, bigint(snapshot.sequence_nr), &snapshot.payload);
+                        changes.snapshots.insert(slot, row);
+                    }
+                    if let Some(number) = current.get_mut(slot) {
+                        *number = new_last;
+                    }
+                    Ok(new_last)
+                }
+                Op::WriteValue {
+                    expected_version,
+                    write,
+                } => {
+                    if last != *expected_version {
+                        return Err(StoreError::Conflict {
+                            key: key.clone(),
+                            detail: format!("expected version {expected_version}, stored {last}"),
+                        });
+                    }
+                    let (version, payload) = match write {
+                        ValueWrite::Update(payload) => {
+                            if last >= MAX_BIGINT {
+                                return Err(invalid(format!(
+                                    "version {last} cannot grow past PostgreSQL's bigint"
+                                )));
+                            }
+                            (last + 1, Some(payload))
+                        }
+                        ValueWrite::Delete => (0, None),
+                    };
+                    let stored_version = stored.get(slot).copied().unwrap_or(0);
+                    // Checked: versions stay within `MAX_BIGINT`.
+                    changes.values.insert(
+                        slot,
+                        ValueChange {
+                            key,
+                            stored: stored_version as i64,
+                            version: version as i64,
+                            payload,
+                        },
+                    );
+                    if let Some(number) = current.get_mut(slot) {
+                        *number = version;
+                    }
+                    Ok(version)
+                }
+            }
+        })
+        .collect();
+    (outcomes, changes)
+}
+
+/// Writes a batch's changes in one statement; returns how many value rows it updated and
+/// deleted.
+const WRITE: &str = "
+WITH new_events AS (
+    INSERT INTO journal (persistence_id, entity_id, sequence_nr, type_url, payload)
+    SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[], $5::bytea[])
+), new_snapshots AS (
+    INSERT INTO snapshots (persistence_id, entity_id, sequence_nr, type_url, payload)
+    SELECT * FROM unnest($6::bytea[], $7::bytea[], $8::bigint[], $9::bytea[], $10::bytea[])
+    ON CONFLICT (persistence_id, entity_id) DO UPDATE
+    SET sequence_nr = excluded.sequence_nr, type_url = excluded.type_url,
+        payload = excluded.payload, written_at = now()
+), created AS (
+    INSERT INTO value_entities (persistence_id, entity_id, version, type_url, payload)
+    SELECT * FROM unnest($11::bytea[], $12::bytea[], $13::bigint[], $14::bytea[], $15::bytea[])
+), updated AS (
+    UPDATE value_entities v
+    SET version = u.version, type_url = u.type_url, payload = u.payload, written_at = now()
+    FROM unnest($16::bytea[], $17::bytea[], $18::bigint[], $19::bigint[], $20::bytea[],
+                $21::bytea[]) AS u(p, e, stored, version, type_url, payload)
+    WHERE v.persistence_id = u.p AND v.entity_id = u.e AND v.version = u.stored
+    RETURNING 1
+), deleted AS (
+    DELETE FROM value_entities v
+    USING unnest($22::bytea[], $23::bytea[], $24::bigint[]) AS d(p, e, stored)
+    WHERE v.persistence_id = d.p AND v.entity_id = d.e AND v.version = d.stored
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM deleted)";
+
+/// Rows of one table as parallel columns, the way `unnest` takes them.
+#[derive(Default)]
+struct Columns<'b> {
+    persistence_ids: Vec<&'b [u8]>,
+    entity_ids: Vec<&'b [u8]>,
+    stored: Vec<i64>,
+    numbers: Vec<i64>,
+    type_urls: Vec<&'b [u8]>,
+    payloads: Vec<&'b [u8]>,
+}
+
+impl<'b> Columns<'b> {
+    fn push(&mut self, key: &'b EntityKey, stored: i64, number: i64, payload: Option<&'b Any>) {
+        self.persistence_ids.push(key.persistence_id.as_bytes());
+        self.entity_ids.push(key.entity_id.as_bytes());
+        self.stored.push(stored);
+        self.numbers.push(number);
+        if let Some(payload) = payload {
+            self.type_urls.push(payload.type_url.as_bytes());
+            self.payloads.push(&payload.value);
+        }
+    }
+}
+
+async fn write(
+    connector: &Connector,
+    connection: &mut PgConnection,
+    changes: Changes<'_>,
+) -> Result<(), Step> {
+    let Changes {
+        mut events,
+        snapshots,
+        values,
+    } = changes;
+    // Rows go in key order, so that two writers (two proxies) inserting into the same index
+    // pages lock them in the same order rather than deadlocking.
+    events.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let mut snapshots: Vec<_> = snapshots.into_values().collect();
+    snapshots.sort_by(|a, b| a.0.cmp(b.0));
+    let mut values: Vec<_> = values.into_values().collect();
+    values.sort_by(|a, b| a.key.cmp(b.key));
+
+    let mut event_columns = Columns::default();
+    for (key, sequence_nr, payload) in events {
+        event_columns.push(key, 0, sequence_nr, Some(payload));
+    }
+    let mut snapshot_columns = Columns::default();
+    for (key, sequence_nr, payload) in snapshots {
+        snapshot_columns.push(key, 0, sequence_nr, Some(payload));
+    }
+    let (mut created, mut updated, mut deleted) = Default::default();
+    for value in values {
+        let columns: &mut Columns<'_> = match (value.stored, value.payload) {
+            (0, None) => continue,
+            (0, Some(_)) => &mut created,
+            (_, Some(_)) => &mut updated,
+            (_, None) => &mut deleted,
+        };
+        columns.push(value.key, value.stored, value.version, value.payload);
+    }
+    let expected = (updated.numbers.len(), deleted.numbers.len());
+
+    let query = sqlx::query(WRITE)
+        .bind(event_columns.persistence_ids)
+        .bind(event_columns.entity_ids)
+        .bind(event_columns.numbers)
+        .bind(event_columns.type_urls)
+        .bind(event_columns.payloads)
+        .bind(snapshot_columns.persistence_ids)
+        .bind(snapshot_columns.entity_ids)
+        .bind(snapshot_columns.numbers)
+        .bind(snapshot_columns.type_urls)
+        .bind(snapshot_columns.payloads)
+        .bind(created.persistence_ids)
+        .bind(created.entity_ids)
+        .bind(created.numbers)
+        .bind(created.type_urls)
+        .bind(created.payloads)
+        .bind(updated.persistence_ids)
+        .bind(updated.entity_ids)
+        .bind(updated.stored)
+        .bind(updated.numbers)
+        .bind(updated.type_urls)
+        .bind(updated.payloads)
+        .bind(deleted.persistence_ids)
+        .bind(deleted.entity_ids)
+        .bind(deleted.stored);
+    let row = match connector.bounded(query.fetch_one(connection)).await {
+        Ok(row) => row,
+        // unique_violation: a sequence number or value row another writer has just stored;
+        // deadlock_detected: two writers inserting the same keys in different orders.
+        Err(error) if matches!(sql_state(&error).as_deref(), Some("23505" | "40P01")) => {
+            return Err(Step::Race);
+        }
+        Err(error) => return Err(Step::Failed("writing", error)),
+    };
+    let failed = |error| Step::Failed("reading the write's row counts", error);
+    let counts: (i64, i64) = (
+        row.try_get(0).map_err(failed)?,
+        row.try_get(1).map_err(failed)?,
+    );
+    let matches = |count: i64, expected: usize| usize::try_from(count).ok() == Some(expected);
+    if !(matches(counts.0, expected.0) && matches(counts.1, expected.1)) {
+        // A version changed since it was read.
+        return Err(Step::Race);
+    }
+    Ok(())
+}
