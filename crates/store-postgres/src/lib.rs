@@ -191,6 +191,11 @@ impl PostgresStore {
     /// Fails, naming the server, if it cannot be reached within `connect_timeout`, and if its
     /// schema cannot be brought to [`SCHEMA_VERSION`].
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, Error> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(Error::Url(
+                "expected postgres://user:password@host:port/database".into(),
+            ));
+        }
         let connect_options =
             PgConnectOptions::from_str(url).map_err(|error| Error::Url(error.to_string()))?;
         if options.pool_size < 2 {

@@ -184,7 +184,13 @@ impl Writer {
     /// Applies `batch` in one transaction, commits it, and answers (and removes) every request.
     async fn commit(&mut self, batch: &mut Vec<Request>) {
         let result = match self.transaction(batch, Mode::Batch).await {
-            Err(Failure::Race) => self.transaction(batch, Mode::OneByOne).await,
+            Err(Failure::Race) => {
+                tracing::debug!(
+                    requests = batch.len(),
+                    "another writer interfered with a batch; applying it one request at a time"
+                );
+                self.transaction(batch, Mode::OneByOne).await
+            }
             other => other,
         };
         match result {
@@ -648,4 +654,129 @@ async fn write(
         return Err(Step::Race);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use cloudstate_store::{Any, EntityKey, Event, Snapshot, StoreError, ValueWrite};
+    use tokio::sync::oneshot;
+
+    use super::{Op, Request, check};
+
+    fn any(value: &str) -> Any {
+        Any {
+            type_url: "t".into(),
+            value: value.to_owned().into(),
+        }
+    }
+
+    fn append(key: &EntityKey, sequence_nrs: &[u64], snapshot: Option<u64>) -> Request {
+        let op = Op::Append {
+            events: sequence_nrs
+                .iter()
+                .map(|&sequence_nr| Event {
+                    sequence_nr,
+                    payload: any(&format!("e{sequence_nr}")),
+                })
+                .collect(),
+            snapshot: snapshot.map(|sequence_nr| Snapshot {
+                sequence_nr,
+                payload: any(&format!("s{sequence_nr}")),
+            }),
+        };
+        request(key, op)
+    }
+
+    fn value(key: &EntityKey, expected_version: u64, write: ValueWrite) -> Request {
+        let op = Op::WriteValue {
+            expected_version,
+            write,
+        };
+        request(key, op)
+    }
+
+    fn request(key: &EntityKey, op: Op) -> Request {
+        Request {
+            key: key.clone(),
+            op,
+            reply: oneshot::channel().0,
+        }
+    }
+
+    /// Requests for one entity see the batch's earlier requests; refused ones change nothing;
+    /// only the latest snapshot and each value's final state are written.
+    #[test]
+    fn a_batch_is_checked_in_order_and_keeps_only_what_passed() {
+        let journal = EntityKey::new("p", "journal");
+        let counter = EntityKey::new("p", "counter");
+        let gone = EntityKey::new("p", "gone");
+        let batch = vec![
+            append(&journal, &[6, 7], Some(6)),
+            append(&journal, &[7], None),
+            append(&journal, &[8], Some(8)),
+            append(&journal, &[9, 11], None),
+            value(&counter, 0, ValueWrite::Update(any("one"))),
+            value(&counter, 0, ValueWrite::Update(any("lost"))),
+            value(&counter, 1, ValueWrite::Update(any("two"))),
+            value(&gone, 4, ValueWrite::Delete),
+            // The journal and the value under one key are separate slots.
+            value(&journal, 0, ValueWrite::Delete),
+        ];
+        // Slots: the journal, the counter, gone, the journal's value.
+        let slots = [0, 0, 0, 0, 1, 1, 1, 2, 3];
+        let stored = [5, 0, 4, 0];
+        let (outcomes, changes) = check(&batch, &slots, &stored);
+        let outcomes: Vec<_> = outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(number) => Ok(number),
+                Err(StoreError::Conflict { .. }) => Err("conflict"),
+                Err(StoreError::InvalidWrite { .. }) => Err("invalid"),
+                Err(other) => panic!("{other}"),
+            })
+            .collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                Ok(7),
+                Err("conflict"),
+                Ok(8),
+                Err("invalid"),
+                Ok(1),
+                Err("conflict"),
+                Ok(2),
+                Ok(0),
+                Ok(0),
+            ]
+        );
+        let events: Vec<_> = changes.events.iter().map(|(_, n, _)| *n).collect();
+        assert_eq!(events, vec![6, 7, 8]);
+        assert_eq!(changes.snapshots.len(), 1);
+        assert_eq!(changes.snapshots[&0].1, 8);
+        let counter = &changes.values[&1];
+        assert_eq!((counter.stored, counter.version), (0, 2));
+        assert_eq!(counter.payload, Some(&any("two")));
+        let gone = &changes.values[&2];
+        assert_eq!((gone.stored, gone.version, gone.payload), (4, 0, None));
+        let untouched = &changes.values[&3];
+        assert_eq!((untouched.stored, untouched.payload), (0, None));
+    }
+
+    #[test]
+    fn numbers_beyond_bigint_are_refused() {
+        let key = EntityKey::new("p", "big");
+        let last = i64::MAX as u64;
+        let batch = vec![
+            append(&key, &[last + 1], None),
+            value(&key, last, ValueWrite::Update(any("x"))),
+        ];
+        let (outcomes, changes) = check(&batch, &[0, 1], &[last, last]);
+        assert!(
+            outcomes
+                .iter()
+                .all(|outcome| matches!(outcome, Err(StoreError::InvalidWrite { .. }))),
+            "{outcomes:?}"
+        );
+        assert!(changes.is_empty());
+    }
 }
