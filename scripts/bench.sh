@@ -5,10 +5,13 @@
 # key count (1, 1000) starts the shopping-cart user function and the proxy on free ports,
 # drives the cart with `cloudstate-loadgen cart` (closed loop, 64 clients), and stops both.
 # Also measures the raw loopback gRPC echo baseline (echo-server process + echo client).
-# Prints a markdown table and the machine; keeps JSON results and logs in $OUT.
+# With REPEAT=N every scenario runs N times, the rounds interleaved so that noise from other
+# work on the machine spreads over all scenarios; the table shows the run with the median
+# throughput and the range over all runs. Prints a markdown table and the machine; keeps the
+# JSON results and logs in $OUT.
 #
 # Environment:
-#   DURATION=10s  WARMUP=2s  CONCURRENCY=64  KEYS="1 1000"  STORES="memory embedded"
+#   DURATION=10s  WARMUP=2s  CONCURRENCY=64  KEYS="1 1000"  STORES="memory embedded"  REPEAT=1
 #   ECHO=1 (0 skips the echo baseline)  ECHO_CONNECTIONS="64 1" (one echo run per value)
 #   CART=1 (0 skips the cart scenarios)
 #   SKIP_BUILD=1 (use the binaries already in target/release)
@@ -23,6 +26,7 @@ STORES=${STORES:-"memory embedded"}
 ECHO=${ECHO:-1}
 ECHO_CONNECTIONS=${ECHO_CONNECTIONS:-"$CONCURRENCY 1"}
 CART=${CART:-1}
+REPEAT=${REPEAT:-1}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -93,50 +97,39 @@ ROWS=()
 NOTES=()
 FAILED=0
 
-# Adds a table row from a loadgen JSON result.
+# Adds the table row of one scenario from the JSON results of its runs ($OUT/$name.<n>.json).
 row() {
-  local scenario=$1 json=$2 status=$3
-  if [[ ! -s $json ]]; then
-    ROWS+=("| $scenario | no result (exit $status) | | | | | |")
+  local label=$1 name=$2 runs
+  runs=$(find "$OUT" -maxdepth 1 -name "$name.*.json" -size +0 | sort)
+  local count
+  count=$(echo "$runs" | grep -c . || true)
+  if [[ $count == 0 ]]; then
+    ROWS+=("| $label | no result | | | | | | | |")
     FAILED=1
     return
   fi
-  ROWS+=("$(jq -r --arg s "$scenario" '
+  [[ $count == "$REPEAT" ]] || {
+    NOTES+=("- $label: only $count of $REPEAT runs gave a result")
+    FAILED=1
+  }
+  # shellcheck disable=SC2086
+  ROWS+=("$(jq -s -r --arg title "$label" '
     def ms: if . < 1 then (. * 1000 | round / 1000) elif . < 10 then (. * 100 | round / 100)
             elif . < 100 then (. * 10 | round / 10) else round end | tostring;
-    def errs: if (.errors | length) == 0 then "0"
-              else [.errors | to_entries[] | "\(.key) \(.value)"] | join(", ") end;
-    def check: if .check == null then "n/a"
-               elif .check.passed then "pass (\(.check.keys) keys)"
-               else "FAIL (\(.check.mismatches) wrong, \(.check.unverified) unread)" end;
-    def cpu: if .cpu == null then "" else
-             ([.cpu.processes | to_entries[] | "\(.key) \(.value * 100 | round / 100)"]
-              + ["other \(.cpu.other * 100 | round / 100)"]) | join(", ") end;
-    "| \($s) | \(.throughput_ops_s | round) | \(.latency_ms.p50 | ms) | \(.latency_ms.p99 | ms) | \(.latency_ms.max | ms) | \(errs) | \(check) | \(cpu) |"
-  ' "$json")")
-}
-
-run_echo() {
-  local connections=$1 name="echo-$1conns" port
-  port=$(free_port)
-  log "$name: echo-server on $port"
-  "$BIN/cloudstate-loadgen" echo-server --port "$port" >"$OUT/$name-server.log" 2>&1 &
-  local server=$!
-  PIDS+=("$server")
-  local status=0
-  if wait_for "$port" "$server"; then
-    "$BIN/cloudstate-loadgen" echo --target "http://127.0.0.1:$port" \
-      --concurrency "$CONCURRENCY" --connections "$connections" \
-      --duration "$DURATION" --warmup "$WARMUP" --json \
-      --watch-pid "echo-server=$server" >"$OUT/$name.json" 2>"$OUT/$name.txt" || status=$?
-    cat "$OUT/$name.txt" >&2
-  else
-    status=1
-  fi
-  [[ $status == 0 ]] || FAILED=1
-  stop "$server"
-  row "echo baseline, $connections connection$([[ $connections == 1 ]] || echo s)" \
-    "$OUT/$name.json" "$status"
+    def cores: . * 100 | round / 100 | tostring;
+    sort_by(.throughput_ops_s) as $runs
+    | $runs[(($runs | length) - 1) / 2 | floor] as $m
+    | ([$runs[].errors | to_entries[]] | group_by(.key)
+       | map("\(.[0].key) \(map(.value) | add)") | join(", ")) as $errors
+    | ($runs | map(select(.check != null))) as $checked
+    | (if ($checked | length) == 0 then "n/a"
+       elif ($checked | all(.check.passed)) then "pass (\($checked | length)/\($runs | length) runs)"
+       else "FAIL (\($checked | map(select(.check.passed | not)) | length) runs)" end) as $check
+    | (if $m.cpu == null then "" else
+       ([$m.cpu.processes | to_entries[] | "\(.key) \(.value | cores)"]
+        + ["other \($m.cpu.other | cores)"]) | join(", ") end) as $cpu
+    | "| \($title) | \($m.throughput_ops_s | round) | \($runs[0].throughput_ops_s | round)–\($runs[-1].throughput_ops_s | round) | \($m.latency_ms.p50 | ms) | \($m.latency_ms.p99 | ms) | \($m.latency_ms.max | ms) | \(if $errors == "" then "0" else $errors end) | \($check) | \($cpu) |"
+  ' $runs)")
 }
 
 # Notes warnings and errors the proxy logged once ready.
@@ -148,21 +141,45 @@ proxy_log_note() {
   fi
 }
 
+# One echo baseline run: echo-server process + echo client.
+run_echo() {
+  local connections=$1 rep=$2 name="echo-$1conns" port
+  port=$(free_port)
+  log "$name run $rep: echo-server on $port"
+  "$BIN/cloudstate-loadgen" echo-server --port "$port" >"$OUT/$name.$rep-server.log" 2>&1 &
+  local server=$!
+  PIDS+=("$server")
+  local status=0
+  if wait_for "$port" "$server"; then
+    "$BIN/cloudstate-loadgen" echo --target "http://127.0.0.1:$port" \
+      --concurrency "$CONCURRENCY" --connections "$connections" \
+      --duration "$DURATION" --warmup "$WARMUP" --json \
+      --watch-pid "echo-server=$server" >"$OUT/$name.$rep.json" 2>"$OUT/$name.$rep.txt" \
+      || status=$?
+    cat "$OUT/$name.$rep.txt" >&2
+  else
+    status=1
+  fi
+  [[ $status == 0 ]] || FAILED=1
+  stop "$server"
+}
+
+# One cart run: shopping-cart user function + proxy + `cloudstate-loadgen cart`.
 run_cart() {
-  local store=$1 keys=$2 name="cart-$1-$2keys" uf_port proxy_port store_arg
+  local store=$1 keys=$2 rep=$3 name="cart-$1-$2keys" uf_port proxy_port store_arg data=""
   uf_port=$(free_port)
   proxy_port=$(free_port)
   case $store in
     memory) store_arg=memory ;;
-    embedded) store_arg="embedded:$WORK/data-$name" ;;
+    embedded) data="$WORK/data-$name.$rep" store_arg="embedded:$WORK/data-$name.$rep" ;;
     *) log "unknown store $store"; return 1 ;;
   esac
-  log "$name: shopping-cart on $uf_port, proxy on $proxy_port ($store_arg)"
-  HOST=127.0.0.1 PORT=$uf_port "$BIN/shopping-cart" >"$OUT/$name-user-function.log" 2>&1 &
+  log "$name run $rep: shopping-cart on $uf_port, proxy on $proxy_port ($store_arg)"
+  HOST=127.0.0.1 PORT=$uf_port "$BIN/shopping-cart" >"$OUT/$name.$rep-user-function.log" 2>&1 &
   local uf=$!
   PIDS+=("$uf")
   "$BIN/cloudstate-proxy" --http-interface 127.0.0.1 --http-port "$proxy_port" \
-    --user-function-port "$uf_port" --store "$store_arg" >"$OUT/$name-proxy.log" 2>&1 &
+    --user-function-port "$uf_port" --store "$store_arg" >"$OUT/$name.$rep-proxy.log" 2>&1 &
   local proxy=$!
   PIDS+=("$proxy")
   local status=0
@@ -170,37 +187,56 @@ run_cart() {
     "$BIN/cloudstate-loadgen" cart --target "http://127.0.0.1:$proxy_port" \
       --concurrency "$CONCURRENCY" --keys "$keys" --duration "$DURATION" --warmup "$WARMUP" \
       --json --watch-pid "proxy=$proxy" --watch-pid "user-function=$uf" \
-      >"$OUT/$name.json" 2>"$OUT/$name.txt" || status=$?
-    cat "$OUT/$name.txt" >&2
+      >"$OUT/$name.$rep.json" 2>"$OUT/$name.$rep.txt" || status=$?
+    cat "$OUT/$name.$rep.txt" >&2
   else
     status=1
   fi
   [[ $status == 0 ]] || FAILED=1
   stop "$proxy"
   stop "$uf"
-  proxy_log_note "$name" "$OUT/$name-proxy.log"
-  row "cart, $store store, $keys key$([[ $keys == 1 ]] || echo s)" "$OUT/$name.json" "$status"
+  [[ -z $data ]] || rm -rf "$data"
+  proxy_log_note "$name run $rep" "$OUT/$name.$rep-proxy.log"
 }
+
+plural() { [[ $1 == 1 ]] && echo "$1 $2" || echo "$1 $2s"; }
+
+for rep in $(seq "$REPEAT"); do
+  if [[ $ECHO == 1 ]]; then
+    for connections in $ECHO_CONNECTIONS; do
+      run_echo "$connections" "$rep"
+    done
+  fi
+  if [[ $CART == 1 ]]; then
+    for store in $STORES; do
+      for keys in $KEYS; do
+        run_cart "$store" "$keys" "$rep"
+      done
+    done
+  fi
+done
 
 if [[ $ECHO == 1 ]]; then
   for connections in $ECHO_CONNECTIONS; do
-    run_echo "$connections"
+    row "echo baseline, $(plural "$connections" connection)" "echo-${connections}conns"
   done
 fi
 if [[ $CART == 1 ]]; then
   for store in $STORES; do
     for keys in $KEYS; do
-      run_cart "$store" "$keys"
+      row "cart, $store store, $(plural "$keys" key)" "cart-$store-${keys}keys"
     done
   done
 fi
 
 {
   echo
-  echo "Closed loop, $CONCURRENCY clients (one HTTP/2 connection each unless said otherwise), $WARMUP warm-up, $DURATION measured."
+  echo "Closed loop, $CONCURRENCY clients (one HTTP/2 connection each unless said otherwise)," \
+    "$WARMUP warm-up, $DURATION measured, $(plural "$REPEAT" run) per scenario" \
+    "(figures of the median run by throughput; range over all runs)."
   echo
-  echo "| scenario | ops/s | p50 ms | p99 ms | max ms | errors | check | cpu (cores) |"
-  echo "|---|---:|---:|---:|---:|---|---|---|"
+  echo "| scenario | ops/s | ops/s range | p50 ms | p99 ms | max ms | errors | check | cpu, cores (median run) |"
+  echo "|---|---:|---:|---:|---:|---:|---|---|---|"
   printf '%s\n' "${ROWS[@]}"
   echo
   if [[ ${#NOTES[@]} != 0 ]]; then
