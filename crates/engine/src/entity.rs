@@ -12,10 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cloudstate_protocol::{Forward, SideEffect};
+use cloudstate_protocol::{ClientAction, Forward, SideEffect, client_action};
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tonic::Code;
 
 use crate::model::{MethodDef, ServiceDef};
 use crate::{Error, Shared};
@@ -44,8 +45,50 @@ pub(crate) enum Action {
     Reply(Bytes),
     /// The command goes on to another method.
     Forward(Forward),
+    /// The user function chose not to reply (allowed for messages of streams).
+    NoReply,
     /// The user function failed the command.
     Fail(Error),
+}
+
+impl Action {
+    /// Reads a `ClientAction` the user function sent for a command of `method`. A reply whose
+    /// type is not the method's output type is reported to the user function and passed on.
+    pub fn from_client_action(
+        shared: &Shared,
+        method: &MethodDef,
+        action: Option<ClientAction>,
+    ) -> Action {
+        match action.and_then(|action| action.action) {
+            Some(client_action::Action::Reply(reply)) => {
+                let payload = reply.payload.unwrap_or_default();
+                if !payload.type_url.is_empty() && payload.type_name() != method.output_type {
+                    shared.user_function.report_error(format!(
+                        "Warning: {}: Expected reply type_url to be [type.googleapis.com/{}] but was [{}].",
+                        method.display_name(),
+                        method.output_type,
+                        payload.type_url
+                    ));
+                }
+                Action::Reply(payload.value)
+            }
+            Some(client_action::Action::Forward(forward)) => Action::Forward(forward),
+            Some(client_action::Action::Failure(failure)) => Action::Fail(Error::CommandFailed {
+                code: failure_code(failure.grpc_status_code),
+                description: failure.description,
+            }),
+            None => Action::NoReply,
+        }
+    }
+}
+
+/// The status code of a user function's `Failure` (field 4, our extension; 0 means UNKNOWN, as
+/// in the original protocol).
+pub(crate) fn failure_code(code: i32) -> Code {
+    match Code::from_i32(code) {
+        Code::Ok => Code::Unknown,
+        code => code,
+    }
 }
 
 /// The protocol-specific part of an entity: runs commands against the user function.
@@ -53,11 +96,19 @@ pub(crate) trait Entity: Send + Sized + 'static {
     /// A fresh, not yet recovered entity.
     fn new(service: Arc<ServiceDef>, entity_id: Arc<str>, shared: Arc<Shared>) -> Self;
 
-    /// Runs one command to completion (recovering first if needed) and answers its caller.
-    fn handle(&mut self, command: EntityCommand) -> impl Future<Output = ()> + Send;
+    /// Runs one command (recovering first if needed): sends it to the user function and makes
+    /// the reply's state change durable.
+    fn run(
+        &mut self,
+        command: &EntityCommand,
+    ) -> impl Future<Output = Result<Outcome, Error>> + Send;
+
+    /// Forgets the stream to the user function after a failed command; the next command
+    /// recovers the entity from the store.
+    fn restart(&mut self);
 
     /// Unloads the entity: closes its stream to the user function.
-    fn stop(self) -> impl Future<Output = ()> + Send;
+    fn stop(self);
 }
 
 /// The running entities of one service.
@@ -156,7 +207,7 @@ impl<E: Entity> Registry<E> {
         let idle = self.passivation_timeout();
         loop {
             match tokio::time::timeout(idle, mailbox.recv()).await {
-                Ok(Some(command)) => entity.handle(command).await,
+                Ok(Some(command)) => self.handle(&mut entity, command).await,
                 Ok(None) => break,
                 Err(_) => {
                     let removed = self.entities.remove_if(&entity_id, |_, m| {
@@ -173,6 +224,23 @@ impl<E: Entity> Registry<E> {
                 }
             }
         }
-        entity.stop().await;
+        entity.stop();
+    }
+
+    /// Runs one command within its deadline and answers its caller. A command whose caller
+    /// went away before it started is dropped.
+    async fn handle(&self, entity: &mut E, command: EntityCommand) {
+        if command.reply.is_closed() {
+            return;
+        }
+        let result = match tokio::time::timeout_at(command.deadline, entity.run(&command)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(self.shared.config.command_timeout)),
+        };
+        if let Err(error) = &result {
+            tracing::info!(service = %self.service.name, %error, "restarting entity after a failed command");
+            entity.restart();
+        }
+        let _ = command.reply.send(result);
     }
 }

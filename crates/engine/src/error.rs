@@ -32,6 +32,15 @@ pub enum Error {
         /// The user function's description.
         description: String,
     },
+    /// A call of an action failed at the gRPC level (the user function is down, or answered
+    /// with an error status instead of a response).
+    #[error("call of action {method} failed: {}", status.message())]
+    ActionCall {
+        /// `Service.Method`.
+        method: String,
+        /// The status of the failed call; its code is passed on to the client.
+        status: Status,
+    },
     /// The user function reported a failure of the whole entity stream.
     #[error("Unexpected entity failure: {0}")]
     EntityFailure(String),
@@ -69,6 +78,9 @@ pub enum Error {
     /// Forwards and side effects nested deeper than the configured limit.
     #[error("forward/side effect chain is longer than {0} hops; is it a loop?")]
     ChainTooLong(u32),
+    /// A unary call got no reply from the user function.
+    #[error("{0} sent no reply")]
+    NoReply(String),
     /// A synchronous side effect failed, which fails the command.
     #[error("synchronous side effect {target} failed: {source}")]
     SideEffectFailed {
@@ -92,7 +104,10 @@ impl Error {
             Error::UnknownMethod(_) => Code::Unimplemented,
             Error::InvalidPayload(_) | Error::MissingEntityKey { .. } => Code::InvalidArgument,
             Error::CommandFailed { code, .. } => *code,
-            Error::EntityFailure(_) | Error::ProtocolViolation(_) => Code::Internal,
+            Error::ActionCall { status, .. } => status.code(),
+            Error::EntityFailure(_) | Error::ProtocolViolation(_) | Error::NoReply(_) => {
+                Code::Internal
+            }
             Error::EntityTerminated(_) | Error::ShuttingDown => Code::Unavailable,
             Error::Timeout(_) => Code::DeadlineExceeded,
             Error::Overloaded { .. } => Code::ResourceExhausted,

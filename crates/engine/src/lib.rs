@@ -1,41 +1,50 @@
 //! The entity engine of the Cloudstate proxy.
 //!
 //! The path of a command: the ingress resolves the gRPC path to a [`Route`] and hands the
-//! request bytes to [`Engine::call`]; the engine reads the entity key from the bytes
-//! ([`payload`]), puts the command in the mailbox of the entity's task ([`entity`]), which sends
-//! it to the user function and persists the reply's events ([`eventsourced`]); the engine then
-//! runs the reply's side effects and follows forwards, and returns the final reply's bytes.
+//! request bytes to [`Engine::call`] (or [`Engine::call_streaming`] for streaming actions); the
+//! engine checks the bytes and reads the entity key ([`payload`]), puts the command in the
+//! mailbox of the entity's task ([`entity`]), which sends it to the user function and makes the
+//! reply's state change durable ([`eventsourced`], [`value_entity`]), or calls an action
+//! ([`action`]); the engine then runs the reply's side effects, follows forwards, and returns
+//! the final reply's bytes.
 //!
 //! The engine is built from the user function's discovery answer ([`ServiceModel`]) and talks to
 //! it over one shared connection ([`UserFunction`]).
 
+mod action;
 mod entity;
 mod error;
 mod eventsourced;
 pub mod model;
 pub mod payload;
+mod stream;
 mod user_function;
+mod value_entity;
 pub mod wire;
 
 #[cfg(test)]
 mod testing;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use cloudstate_protocol::{Forward, Metadata, SideEffect};
 use cloudstate_store::Store;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tonic::Code;
 
+pub use action::{ReplyStream, RequestStream};
 pub use error::Error;
 pub use model::{EntityKind, MethodDef, ServiceDef, ServiceModel};
 pub use user_function::UserFunction;
 
-use entity::{Action, EntityCommand, Registry};
+use entity::{Action, EntityCommand, Outcome, Registry};
 use eventsourced::EventSourcedEntity;
+use value_entity::ValueEntity;
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
@@ -68,14 +77,17 @@ pub(crate) struct Shared {
     config: EngineConfig,
 }
 
-/// Where the commands of one method go.
+/// Where the calls of one method go.
 pub struct Route {
     method: Arc<MethodDef>,
     target: Target,
 }
 
+#[derive(Clone)]
 enum Target {
     EventSourced(Arc<Registry<EventSourcedEntity>>),
+    ValueEntity(Arc<Registry<ValueEntity>>),
+    Action,
 }
 
 impl Route {
@@ -97,8 +109,7 @@ struct Inner {
     shared: Arc<Shared>,
 }
 
-type CallFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, Error>> + Send + 'a>>;
+type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Bytes, Error>> + Send + 'a>>;
 
 impl Engine {
     /// An engine serving `model`, keeping state in `store`.
@@ -113,31 +124,26 @@ impl Engine {
             user_function,
             config,
         });
-        let registries: HashMap<&str, Arc<Registry<EventSourcedEntity>>> = model
-            .services()
-            .iter()
-            .map(|service| {
-                let registry = match service.kind {
-                    EntityKind::EventSourced => Registry::new(service.clone(), shared.clone()),
-                };
-                (service.name.as_str(), registry)
-            })
-            .collect();
-        let routes = model
-            .methods()
-            .map(|method| {
-                let target = match method.service.kind {
-                    EntityKind::EventSourced => {
-                        Target::EventSourced(registries[method.service.name.as_str()].clone())
-                    }
-                };
+        let mut routes = HashMap::new();
+        for service in model.services() {
+            // All methods of a service share one registry: an entity serves them all.
+            let target = match service.kind {
+                EntityKind::EventSourced => {
+                    Target::EventSourced(Registry::new(service.clone(), shared.clone()))
+                }
+                EntityKind::ValueEntity => {
+                    Target::ValueEntity(Registry::new(service.clone(), shared.clone()))
+                }
+                EntityKind::Action => Target::Action,
+            };
+            for method in model.methods().filter(|m| Arc::ptr_eq(&m.service, service)) {
                 let route = Route {
                     method: method.clone(),
-                    target,
+                    target: target.clone(),
                 };
-                (method.path.clone(), Arc::new(route))
-            })
-            .collect();
+                routes.insert(method.path.clone(), Arc::new(route));
+            }
+        }
         Engine {
             inner: Arc::new(Inner {
                 model: Arc::new(model),
@@ -158,43 +164,76 @@ impl Engine {
     }
 
     /// Runs a unary call: `payload` is the encoded request of `route`'s method; the result is
-    /// the encoded reply of the method at the end of the forward chain.
-    pub async fn call(&self, route: &Arc<Route>, payload: Bytes) -> Result<Bytes, Error> {
-        let deadline = Instant::now() + self.inner.shared.config.command_timeout;
-        self.call_chain(route.clone(), payload, deadline, 0).await
+    /// the encoded reply of the method at the end of the forward chain. `metadata` (request
+    /// headers) reaches actions only.
+    pub async fn call(
+        &self,
+        route: &Arc<Route>,
+        payload: Bytes,
+        metadata: Metadata,
+    ) -> Result<Bytes, Error> {
+        self.call_chain(route.clone(), payload, metadata, self.deadline(), 0)
+            .await
+    }
+
+    /// Runs a streaming call of an action (client, server or bidirectional streaming). The
+    /// replies come as the user function sends them; an error ends the stream.
+    pub fn call_streaming(
+        &self,
+        route: &Arc<Route>,
+        metadata: Metadata,
+        requests: RequestStream,
+    ) -> ReplyStream {
+        action::streaming(self.clone(), route.clone(), metadata, requests)
+    }
+
+    /// The deadline of a call starting now.
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.inner.shared.config.command_timeout
     }
 
     /// Runs one call and follows its forwards, running side effects on the way. Boxed because
-    /// side effects are calls too.
+    /// side effects and forwards are calls too.
     fn call_chain(
         &self,
-        mut route: Arc<Route>,
-        mut payload: Bytes,
+        route: Arc<Route>,
+        payload: Bytes,
+        metadata: Metadata,
         deadline: Instant,
-        mut depth: u32,
+        depth: u32,
     ) -> CallFuture<'_> {
         Box::pin(async move {
-            loop {
-                let outcome = self.send(&route, payload, deadline).await?;
-                self.run_side_effects(&route, outcome.side_effects, deadline, depth)
-                    .await?;
-                match outcome.action {
-                    Action::Reply(bytes) => return Ok(bytes),
-                    Action::Fail(error) => return Err(error),
-                    Action::Forward(forward) => {
-                        depth += 1;
-                        self.check_chain(depth)?;
-                        route = self.target(
-                            "forward",
-                            &route,
-                            &forward.service_name,
-                            &forward.command_name,
-                        )?;
-                        payload = forward.payload.unwrap_or_default().value;
-                    }
-                }
+            let outcome = self.send(&route, payload, metadata, deadline).await?;
+            self.run_side_effects(&route, outcome.side_effects, deadline, depth)
+                .await?;
+            match outcome.action {
+                Action::Reply(bytes) => Ok(bytes),
+                Action::Fail(error) => Err(error),
+                Action::NoReply => Err(Error::NoReply(route.method.display_name())),
+                Action::Forward(forward) => self.follow(&route, forward, deadline, depth).await,
             }
         })
+    }
+
+    /// Calls the target of a forward; its reply is the forwarding call's reply.
+    async fn follow(
+        &self,
+        from: &Route,
+        forward: Forward,
+        deadline: Instant,
+        depth: u32,
+    ) -> Result<Bytes, Error> {
+        self.check_chain(depth + 1)?;
+        let target = self.target(
+            "forward",
+            from,
+            &forward.service_name,
+            &forward.command_name,
+        )?;
+        let payload = forward.payload.unwrap_or_default().value;
+        let metadata = forward.metadata.unwrap_or_default();
+        self.call_chain(target, payload, metadata, deadline, depth + 1)
+            .await
     }
 
     fn check_chain(&self, depth: u32) -> Result<(), Error> {
@@ -205,29 +244,38 @@ impl Engine {
         Ok(())
     }
 
-    /// Sends one command to its entity and waits for the outcome.
+    /// Sends one command to its entity (or action) and waits for the outcome.
     async fn send(
         &self,
         route: &Route,
         payload: Bytes,
+        metadata: Metadata,
         deadline: Instant,
-    ) -> Result<entity::Outcome, Error> {
+    ) -> Result<Outcome, Error> {
         let method = &route.method;
-        let entity_id = method
-            .key
-            .read(&payload)
-            .map_err(Error::InvalidPayload)?
-            .ok_or_else(|| Error::MissingEntityKey {
-                method: method.display_name(),
-                fields: method
-                    .key
-                    .message()
-                    .fields()
-                    .filter(model::is_entity_key)
-                    .map(|f| f.name().to_owned())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
+        let outcome = match &route.target {
+            Target::Action => {
+                payload::check_message(&method.input, &payload).map_err(Error::InvalidPayload)?;
+                let call = action::unary(&self.inner.shared, method, payload, metadata);
+                return tokio::time::timeout_at(deadline, call).await.unwrap_or(Err(
+                    Error::Timeout(self.inner.shared.config.command_timeout),
+                ));
+            }
+            Target::EventSourced(registry) => self.dispatch(registry, method, payload, deadline)?,
+            Target::ValueEntity(registry) => self.dispatch(registry, method, payload, deadline)?,
+        };
+        outcome.await.unwrap_or(Err(Error::ShuttingDown))
+    }
+
+    /// Puts a command in its entity's mailbox; the receiver gets the outcome.
+    fn dispatch<E: entity::Entity>(
+        &self,
+        registry: &Arc<Registry<E>>,
+        method: &Arc<MethodDef>,
+        payload: Bytes,
+        deadline: Instant,
+    ) -> Result<oneshot::Receiver<Result<Outcome, Error>>, Error> {
+        let entity_id = self.entity_id(method, &payload)?;
         let (reply, outcome) = oneshot::channel();
         let command = EntityCommand {
             method: method.clone(),
@@ -235,10 +283,30 @@ impl Engine {
             deadline,
             reply,
         };
-        match &route.target {
-            Target::EventSourced(registry) => registry.dispatch(&entity_id, command)?,
-        }
-        outcome.await.unwrap_or(Err(Error::ShuttingDown))
+        registry.dispatch(&entity_id, command)?;
+        Ok(outcome)
+    }
+
+    /// Checks a stateful method's request and reads its entity key.
+    fn entity_id(&self, method: &MethodDef, payload: &[u8]) -> Result<String, Error> {
+        let Some(key) = &method.key else {
+            return Err(Error::ProtocolViolation(format!(
+                "{} has no entity key reader",
+                method.display_name()
+            )));
+        };
+        key.read(payload)
+            .map_err(Error::InvalidPayload)?
+            .ok_or_else(|| Error::MissingEntityKey {
+                method: method.display_name(),
+                fields: key
+                    .message()
+                    .fields()
+                    .filter(model::is_entity_key)
+                    .map(|f| f.name().to_owned())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     /// Runs side effects in order: synchronous ones are awaited (and their failure fails the
@@ -246,7 +314,7 @@ impl Engine {
     async fn run_side_effects(
         &self,
         from: &Route,
-        side_effects: Vec<cloudstate_protocol::SideEffect>,
+        side_effects: Vec<SideEffect>,
         deadline: Instant,
         depth: u32,
     ) -> Result<(), Error> {
@@ -258,9 +326,10 @@ impl Engine {
                 &effect.command_name,
             )?;
             let payload = effect.payload.unwrap_or_default().value;
+            let metadata = effect.metadata.unwrap_or_default();
             self.check_chain(depth + 1)?;
             if effect.synchronous {
-                self.call_chain(route.clone(), payload, deadline, depth + 1)
+                self.call_chain(route.clone(), payload, metadata, deadline, depth + 1)
                     .await
                     .map_err(|source| Error::SideEffectFailed {
                         target: route.method.display_name(),
@@ -268,10 +337,10 @@ impl Engine {
                     })?;
             } else {
                 let engine = self.clone();
-                let deadline = Instant::now() + self.inner.shared.config.command_timeout;
+                let deadline = self.deadline();
                 tokio::spawn(async move {
                     let result = engine
-                        .call_chain(route.clone(), payload, deadline, depth + 1)
+                        .call_chain(route.clone(), payload, metadata, deadline, depth + 1)
                         .await;
                     if let Err(error) = result {
                         tracing::warn!(
@@ -286,7 +355,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Resolves the target of a forward or side effect.
+    /// Resolves the target of a forward or side effect: a unary method of a served service.
     fn target(
         &self,
         kind: &'static str,
@@ -294,26 +363,21 @@ impl Engine {
         service: &str,
         method: &str,
     ) -> Result<Arc<Route>, Error> {
-        self.inner
+        let route = self
+            .inner
             .routes
             .get(&format!("/{service}/{method}"))
-            .cloned()
-            .ok_or_else(|| {
-                let target = format!("{service}.{method}");
-                self.inner.shared.user_function.report_error(format!(
-                    "{kind} to unknown method {target}, from {}",
-                    from.method.display_name()
-                ));
-                Error::UnknownTarget { kind, target }
-            })
-    }
-}
-
-/// The status code of a user function's `Failure` (field 4, our extension; 0 means UNKNOWN, as
-/// in the original protocol).
-fn failure_code(code: i32) -> Code {
-    match Code::from_i32(code) {
-        Code::Ok => Code::Unknown,
-        code => code,
+            .filter(|route| {
+                let m = &route.method.descriptor;
+                !m.is_client_streaming() && !m.is_server_streaming()
+            });
+        route.cloned().ok_or_else(|| {
+            let target = format!("{service}.{method}");
+            self.inner.shared.user_function.report_error(format!(
+                "{kind} to unknown (or streaming) method {target}, from {}",
+                from.method.display_name()
+            ));
+            Error::UnknownTarget { kind, target }
+        })
     }
 }

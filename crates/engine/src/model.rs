@@ -11,7 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use cloudstate_protocol::{EntitySpec, TYPE_URL_PREFIX, entity_type, option_number};
 use prost::Message;
-use prost_reflect::{DescriptorPool, FieldDescriptor, MethodDescriptor, ServiceDescriptor};
+use prost_reflect::{
+    DescriptorPool, FieldDescriptor, MessageDescriptor, MethodDescriptor, ServiceDescriptor,
+};
 
 use crate::Error;
 use crate::payload::{KeyReader, KeyReaderError};
@@ -22,17 +24,33 @@ use crate::wire::{FieldReader, WireValue, put_length_delimited};
 pub enum EntityKind {
     /// `cloudstate.eventsourced.EventSourced`.
     EventSourced,
+    /// `cloudstate.valueentity.ValueEntity`.
+    ValueEntity,
+    /// `cloudstate.action.ActionProtocol`: stateless, no entity key.
+    Action,
 }
 
 impl EntityKind {
     /// Every kind this proxy supports, for `ProxyInfo.supported_entity_types`.
-    pub const ALL: [EntityKind; 1] = [EntityKind::EventSourced];
+    pub const ALL: [EntityKind; 3] = [
+        EntityKind::EventSourced,
+        EntityKind::ValueEntity,
+        EntityKind::Action,
+    ];
 
     /// The protocol service name of this kind.
     pub fn protocol_name(self) -> &'static str {
         match self {
             EntityKind::EventSourced => entity_type::EVENT_SOURCED,
+            EntityKind::ValueEntity => entity_type::VALUE_ENTITY,
+            EntityKind::Action => entity_type::ACTION,
         }
+    }
+
+    /// Whether entities of this kind are addressed by an entity key and run one command at a
+    /// time.
+    pub fn is_stateful(self) -> bool {
+        !matches!(self, EntityKind::Action)
     }
 
     fn from_protocol_name(name: &str) -> Option<Self> {
@@ -68,12 +86,14 @@ pub struct MethodDef {
     pub path: String,
     /// The method's descriptor.
     pub descriptor: MethodDescriptor,
+    /// The input message type.
+    pub input: MessageDescriptor,
     /// `type.googleapis.com/<input type>`, the type URL of command payloads.
     pub input_type_url: String,
     /// Full name of the output message type.
     pub output_type: String,
-    /// Reads the entity key (and checks the payload) of requests.
-    pub key: KeyReader,
+    /// Reads the entity key (and checks the payload) of requests; `None` for actions.
+    pub key: Option<KeyReader>,
 }
 
 impl MethodDef {
@@ -207,30 +227,37 @@ impl ServiceModel {
 
 fn method_def(service: &Arc<ServiceDef>, method: MethodDescriptor) -> Result<MethodDef, Error> {
     let name = format!("{}.{}", service.name, method.name());
-    if method.is_client_streaming() || method.is_server_streaming() {
-        return Err(Error::InvalidSpec(format!(
-            "method {name} is streaming; event sourced entities serve only unary methods"
-        )));
-    }
     let input = method.input();
-    let key = KeyReader::new(&input, is_entity_key).map_err(|e| {
-        let hint = match e {
-            KeyReaderError::NoKeyField => {
-                " (mark the field(s) that name the entity with [(cloudstate.entity_key) = true])"
-            }
-            KeyReaderError::UnsupportedField { .. } => "",
-        };
-        Error::InvalidSpec(format!(
-            "method {name}: input type {}: {e}{hint}",
-            input.full_name()
-        ))
-    })?;
+    let key = if service.kind.is_stateful() {
+        if method.is_client_streaming() || method.is_server_streaming() {
+            return Err(Error::InvalidSpec(format!(
+                "method {name} is streaming; {:?} entities serve only unary methods",
+                service.kind
+            )));
+        }
+        let key = KeyReader::new(&input, is_entity_key).map_err(|e| {
+            let hint = match e {
+                KeyReaderError::NoKeyField => {
+                    " (mark the field(s) that name the entity with [(cloudstate.entity_key) = true])"
+                }
+                KeyReaderError::UnsupportedField { .. } => "",
+            };
+            Error::InvalidSpec(format!(
+                "method {name}: input type {}: {e}{hint}",
+                input.full_name()
+            ))
+        })?;
+        Some(key)
+    } else {
+        None
+    };
     Ok(MethodDef {
         service: service.clone(),
         name: method.name().to_owned(),
         path: format!("/{}/{}", service.name, method.name()),
         input_type_url: format!("{TYPE_URL_PREFIX}{}", input.full_name()),
         output_type: method.output().full_name().to_owned(),
+        input,
         descriptor: method,
         key,
     })
@@ -339,10 +366,23 @@ mod tests {
         );
         let get = model.method("shop.Carts", "GetCart").unwrap();
         assert_eq!(
-            get.key.read(b"\x0a\x03ann").unwrap().as_deref(),
+            get.key
+                .as_ref()
+                .unwrap()
+                .read(b"\x0a\x03ann")
+                .unwrap()
+                .as_deref(),
             Some("ann")
         );
         assert_eq!(get.output_type, "shop.Cart");
+    }
+
+    #[test]
+    fn actions_may_stream_and_need_no_key() {
+        for service in ["shop.Streams", "shop.Unkeyed"] {
+            let model = ServiceModel::build(&spec(service, entity_type::ACTION)).unwrap();
+            assert!(model.methods().all(|m| m.key.is_none()));
+        }
     }
 
     #[test]
@@ -378,10 +418,17 @@ mod tests {
             build_error(&spec("shop.Streams", entity_type::EVENT_SOURCED))
                 .contains("shop.Streams.Watch is streaming")
         );
+        assert!(
+            build_error(&spec("shop.Streams", entity_type::VALUE_ENTITY))
+                .contains("shop.Streams.Watch is streaming")
+        );
         let unkeyed = build_error(&spec("shop.Unkeyed", entity_type::EVENT_SOURCED));
         assert!(
             unkeyed.contains("shop.Unkeyed.Do") && unkeyed.contains("entity_key"),
             "{unkeyed}"
+        );
+        assert!(
+            build_error(&spec("shop.Unkeyed", entity_type::VALUE_ENTITY)).contains("entity_key")
         );
         let mut garbage = spec("shop.Carts", entity_type::EVENT_SOURCED);
         garbage.proto = Bytes::from_static(b"\x0a\x05ab");

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use cloudstate_protocol::action::action_protocol_client::ActionProtocolClient;
 use cloudstate_protocol::entity_discovery_client::EntityDiscoveryClient;
 use cloudstate_protocol::eventsourced::event_sourced_client::EventSourcedClient;
+use cloudstate_protocol::valueentity::value_entity_client::ValueEntityClient;
 use cloudstate_protocol::{EntitySpec, ProxyInfo, UserFunctionError};
 use tonic::transport::{Channel, Endpoint};
 
@@ -44,6 +46,16 @@ impl UserFunction {
     /// A client of the event sourced protocol.
     pub fn event_sourced(&self) -> EventSourcedClient<Channel> {
         EventSourcedClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    /// A client of the value entity protocol.
+    pub fn value_entity(&self) -> ValueEntityClient<Channel> {
+        ValueEntityClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    /// A client of the action protocol.
+    pub fn action(&self) -> ActionProtocolClient<Channel> {
+        ActionProtocolClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE)
     }
 
     fn discovery(&self) -> EntityDiscoveryClient<Channel> {

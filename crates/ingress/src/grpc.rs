@@ -4,8 +4,12 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Buf, BufMut, Bytes};
+use cloudstate_engine::{EntityKind, ReplyStream};
+use cloudstate_protocol::{Metadata, MetadataEntry, metadata_entry};
+use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder, Streaming};
+use tonic::metadata::{KeyAndValueRef, MetadataMap};
 
 use crate::IngressState;
 
@@ -63,7 +67,7 @@ pub fn is_grpc(request: &Request) -> bool {
         })
 }
 
-/// Serves one gRPC call.
+/// Serves one gRPC call, of whatever shape the method has.
 pub async fn serve(State(state): State<IngressState>, request: Request) -> Response {
     let Some(engine) = state.engine.get() else {
         return status_response(Status::unavailable(
@@ -76,22 +80,94 @@ pub async fn serve(State(state): State<IngressState>, request: Request) -> Respo
             "unknown method {path}: the user function does not serve it"
         )));
     };
+    let method = route.method();
+    // Only actions see request headers (entity commands carry no metadata in the protocol).
+    let metadata = if method.service.kind == EntityKind::Action {
+        metadata(request.headers())
+    } else {
+        Metadata::default()
+    };
+    let streaming = (
+        method.descriptor.is_client_streaming(),
+        method.descriptor.is_server_streaming(),
+    );
+    let mut grpc = tonic::server::Grpc::new(BytesCodec).max_decoding_message_size(MAX_MESSAGE_SIZE);
     let (engine, route) = (engine.clone(), route.clone());
-    let call = tower::service_fn(move |request: tonic::Request<Bytes>| {
-        let (engine, route) = (engine.clone(), route.clone());
-        async move {
-            engine
-                .call(&route, request.into_inner())
-                .await
-                .map(tonic::Response::new)
-                .map_err(Status::from)
+    let response = match streaming {
+        (false, false) => {
+            let call = tower::service_fn(move |request: tonic::Request<Bytes>| {
+                let (engine, route, metadata) = (engine.clone(), route.clone(), metadata.clone());
+                async move {
+                    let reply = engine.call(&route, request.into_inner(), metadata).await?;
+                    Ok::<_, Status>(tonic::Response::new(reply))
+                }
+            });
+            grpc.unary(call, request).await
         }
-    });
-    tonic::server::Grpc::new(BytesCodec)
-        .max_decoding_message_size(MAX_MESSAGE_SIZE)
-        .unary(call, request)
-        .await
-        .map(Body::new)
+        (false, true) => {
+            let call = tower::service_fn(move |request: tonic::Request<Bytes>| {
+                let requests = Box::pin(tokio_stream::once(Ok(request.into_inner())));
+                let replies = engine.call_streaming(&route, metadata.clone(), requests);
+                async move { Ok::<_, Status>(tonic::Response::new(statuses(replies))) }
+            });
+            grpc.server_streaming(call, request).await
+        }
+        (true, false) => {
+            let call = tower::service_fn(move |request: tonic::Request<Streaming<Bytes>>| {
+                let requests = Box::pin(request.into_inner());
+                let mut replies = engine.call_streaming(&route, metadata.clone(), requests);
+                let method = route.method().display_name();
+                async move {
+                    match replies.next().await {
+                        Some(Ok(reply)) => Ok(tonic::Response::new(reply)),
+                        Some(Err(error)) => Err(Status::from(error)),
+                        None => Err(Status::internal(format!("{method} sent no reply"))),
+                    }
+                }
+            });
+            grpc.client_streaming(call, request).await
+        }
+        (true, true) => {
+            let call = tower::service_fn(move |request: tonic::Request<Streaming<Bytes>>| {
+                let requests = Box::pin(request.into_inner());
+                let replies = engine.call_streaming(&route, metadata.clone(), requests);
+                async move { Ok::<_, Status>(tonic::Response::new(statuses(replies))) }
+            });
+            grpc.streaming(call, request).await
+        }
+    };
+    response.map(Body::new)
+}
+
+/// A stream of replies as tonic sends them.
+fn statuses(replies: ReplyStream) -> impl Stream<Item = Result<Bytes, Status>> + Send + 'static {
+    replies.map(|reply| reply.map_err(Status::from))
+}
+
+/// The request headers as protocol metadata: text headers as strings, `-bin` headers decoded.
+/// Transport headers (`te`, `content-type`, `grpc-*`) are left out.
+fn metadata(headers: &http::HeaderMap) -> Metadata {
+    let entries = MetadataMap::from_headers(headers.clone())
+        .iter()
+        .filter_map(|entry| {
+            let (key, value) = match entry {
+                KeyAndValueRef::Ascii(key, value) => (
+                    key.as_str(),
+                    metadata_entry::Value::StringValue(value.to_str().ok()?.to_owned()),
+                ),
+                KeyAndValueRef::Binary(key, value) => (
+                    key.as_str(),
+                    metadata_entry::Value::BytesValue(value.to_bytes().ok()?),
+                ),
+            };
+            let transport = key == "te" || key == "content-type" || key.starts_with("grpc-");
+            (!transport).then(|| MetadataEntry {
+                key: key.to_owned(),
+                value: Some(value),
+            })
+        })
+        .collect();
+    Metadata { entries }
 }
 
 /// A gRPC error response (trailers only).

@@ -1,0 +1,102 @@
+//! An entity's bidirectional stream to the user function, shared by every entity kind.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Response, Status, Streaming};
+
+use crate::Error;
+
+type Opening<Out> = Pin<Box<dyn Future<Output = Result<Response<Streaming<Out>>, Status>> + Send>>;
+
+/// How long a closed stream's remaining messages are drained before it is dropped.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One open `handle` call: the proxy writes `In` messages and reads `Out` messages.
+pub(crate) struct EntityStream<In, Out> {
+    outbound: mpsc::UnboundedSender<In>,
+    inbound: Inbound<Out>,
+    /// Id of the last command sent on this stream.
+    command_id: i64,
+}
+
+/// The user function's side of the stream. It is opened without waiting for the response
+/// headers: some support libraries only send them with their first message, so the proxy
+/// writes `init` and the first command (and, for event sourced entities, the replay) before it
+/// waits.
+enum Inbound<Out> {
+    Opening(Opening<Out>),
+    Open(Box<Streaming<Out>>),
+}
+
+impl<In: Send + 'static, Out: Send + 'static> EntityStream<In, Out> {
+    /// Starts a call: `open` receives the stream of outbound messages and returns the call's
+    /// future (e.g. `client.handle(stream)`).
+    pub fn open<F>(open: impl FnOnce(UnboundedReceiverStream<In>) -> F) -> Self
+    where
+        F: Future<Output = Result<Response<Streaming<Out>>, Status>> + Send + 'static,
+    {
+        let (outbound, receiver) = mpsc::unbounded_channel();
+        EntityStream {
+            outbound,
+            inbound: Inbound::Opening(Box::pin(open(UnboundedReceiverStream::new(receiver)))),
+            command_id: 0,
+        }
+    }
+
+    /// Queues a message for the user function.
+    pub fn send(&self, message: In) -> Result<(), Error> {
+        self.outbound.send(message).map_err(|_| {
+            Error::EntityTerminated("the stream to the user function is closed".into())
+        })
+    }
+
+    /// The id for the next command: 1, 2, 3, ... on every stream.
+    pub fn next_command_id(&mut self) -> i64 {
+        self.command_id += 1;
+        self.command_id
+    }
+
+    /// The next message from the user function; an error if the stream ended or failed.
+    pub async fn receive(&mut self) -> Result<Out, Error> {
+        if let Inbound::Opening(opening) = &mut self.inbound {
+            let response = opening.await.map_err(terminated)?;
+            self.inbound = Inbound::Open(Box::new(response.into_inner()));
+        }
+        let Inbound::Open(inbound) = &mut self.inbound else {
+            unreachable!("the stream was opened above");
+        };
+        match inbound.message().await {
+            Ok(Some(message)) => Ok(message),
+            Ok(None) => Err(Error::EntityTerminated(
+                "the user function closed the entity's stream".into(),
+            )),
+            Err(status) => Err(terminated(status)),
+        }
+    }
+
+    /// Half-closes the stream and lets the user function finish its side in the background.
+    pub fn close(self) {
+        let EntityStream {
+            outbound, inbound, ..
+        } = self;
+        drop(outbound);
+        if let Inbound::Open(mut inbound) = inbound {
+            tokio::spawn(async move {
+                let drain = async { while let Ok(Some(_)) = inbound.message().await {} };
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+            });
+        }
+    }
+}
+
+fn terminated(status: Status) -> Error {
+    Error::EntityTerminated(format!(
+        "stream to the user function failed: {} ({:?})",
+        status.message(),
+        status.code()
+    ))
+}

@@ -1,0 +1,193 @@
+//! Value entities: the proxy side of `cloudstate.valueentity.ValueEntity/handle`.
+//!
+//! An entity starts on its first command: it loads its value (with the value's version), opens a
+//! stream to the user function and sends `init` with the value, then commands one at a time. A
+//! reply's `update` or `delete` is written to the store, conditional on the version the entity
+//! loaded, before the reply is released. A write that finds another version (a second writer)
+//! fails the command and restarts the entity, which reloads the value.
+
+use std::sync::Arc;
+
+use cloudstate_protocol::valueentity::{
+    ValueEntityInit, ValueEntityInitState, ValueEntityReply, ValueEntityStreamIn,
+    ValueEntityStreamOut, value_entity_action, value_entity_stream_in, value_entity_stream_out,
+};
+use cloudstate_protocol::{Any, Command};
+use cloudstate_store::{EntityKey, StoreError, ValueWrite};
+
+use crate::entity::{Action, Entity, EntityCommand, Outcome};
+use crate::model::ServiceDef;
+use crate::stream::EntityStream;
+use crate::{Error, Shared};
+
+type Stream = EntityStream<ValueEntityStreamIn, ValueEntityStreamOut>;
+
+fn message(message: value_entity_stream_in::Message) -> ValueEntityStreamIn {
+    ValueEntityStreamIn {
+        message: Some(message),
+    }
+}
+
+/// A value entity's proxy-side state.
+pub(crate) struct ValueEntity {
+    service: Arc<ServiceDef>,
+    key: EntityKey,
+    shared: Arc<Shared>,
+    /// The open stream and the version of the stored value (0: none), or `None` when the entity
+    /// must reload before its next command.
+    stream: Option<(Stream, u64)>,
+}
+
+impl Entity for ValueEntity {
+    fn new(service: Arc<ServiceDef>, entity_id: Arc<str>, shared: Arc<Shared>) -> Self {
+        ValueEntity {
+            key: EntityKey {
+                persistence_id: service.persistence_id.clone(),
+                entity_id,
+            },
+            service,
+            shared,
+            stream: None,
+        }
+    }
+
+    async fn run(&mut self, command: &EntityCommand) -> Result<Outcome, Error> {
+        if self.stream.is_none() {
+            self.recover().await?;
+        }
+        let Some((stream, _)) = self.stream.as_mut() else {
+            unreachable!("recovered above");
+        };
+        let command_id = stream.next_command_id();
+        stream.send(message(value_entity_stream_in::Message::Command(Command {
+            entity_id: self.key.entity_id.to_string(),
+            id: command_id,
+            name: command.method.name.clone(),
+            payload: Some(Any {
+                type_url: command.method.input_type_url.clone(),
+                value: command.payload.clone(),
+            }),
+            streamed: false,
+            metadata: None,
+        })))?;
+        let reply = match stream.receive().await?.message {
+            Some(value_entity_stream_out::Message::Reply(reply)) => reply,
+            Some(value_entity_stream_out::Message::Failure(failure)) => {
+                return Err(Error::EntityFailure(failure.description));
+            }
+            None => return Err(self.violation("an empty ValueEntityStreamOut message")),
+        };
+        if reply.command_id != command_id {
+            return Err(self.violation(&format!(
+                "a reply for command {} while command {command_id} was in flight",
+                reply.command_id
+            )));
+        }
+        self.complete(command, reply).await
+    }
+
+    fn restart(&mut self) {
+        if let Some((stream, _)) = self.stream.take() {
+            stream.close();
+        }
+    }
+
+    fn stop(self) {
+        if let Some((stream, _)) = self.stream {
+            stream.close();
+        }
+    }
+}
+
+impl ValueEntity {
+    /// Loads the value from the store and opens the stream with `init`.
+    async fn recover(&mut self) -> Result<(), Error> {
+        let stored = self
+            .shared
+            .store
+            .load_value(&self.key)
+            .await
+            .map_err(Error::Store)?;
+        let (version, value) = match stored {
+            Some(value) => (value.version, Some(value.payload)),
+            None => (0, None),
+        };
+        let mut client = self.shared.user_function.value_entity();
+        let stream = Stream::open(|outbound| async move { client.handle(outbound).await });
+        // The state is always present, empty when nothing is stored (the original proxy's
+        // behaviour, which support libraries' tests compare exactly).
+        stream.send(message(value_entity_stream_in::Message::Init(
+            ValueEntityInit {
+                service_name: self.service.name.clone(),
+                entity_id: self.key.entity_id.to_string(),
+                state: Some(ValueEntityInitState { value }),
+            },
+        )))?;
+        self.stream = Some((stream, version));
+        Ok(())
+    }
+
+    async fn complete(
+        &mut self,
+        command: &EntityCommand,
+        reply: ValueEntityReply,
+    ) -> Result<Outcome, Error> {
+        let ValueEntityReply {
+            client_action,
+            side_effects,
+            state_action,
+            ..
+        } = reply;
+        let action = Action::from_client_action(&self.shared, &command.method, client_action);
+        if let Action::Fail(_) = action {
+            // Nothing of a failed command is kept: not its state change, not its side effects.
+            return Ok(Outcome {
+                action,
+                side_effects: Vec::new(),
+            });
+        }
+        let write = match state_action.and_then(|a| a.action) {
+            Some(value_entity_action::Action::Update(update)) => {
+                Some(ValueWrite::Update(update.value.unwrap_or_default()))
+            }
+            Some(value_entity_action::Action::Delete(_)) => Some(ValueWrite::Delete),
+            None => None,
+        };
+        if let Some(write) = write {
+            self.write(write).await?;
+        }
+        Ok(Outcome {
+            action,
+            side_effects,
+        })
+    }
+
+    /// Writes the value, conditional on the version this entity loaded or last wrote.
+    async fn write(&mut self, write: ValueWrite) -> Result<(), Error> {
+        let Some((_, version)) = self.stream.as_mut() else {
+            return Err(Error::EntityTerminated("the entity restarted".into()));
+        };
+        match self
+            .shared
+            .store
+            .write_value(&self.key, *version, write)
+            .await
+        {
+            Ok(new_version) => {
+                *version = new_version;
+                Ok(())
+            }
+            Err(StoreError::Conflict { .. }) => Err(Error::Conflict(self.key.to_string())),
+            Err(error) => Err(Error::Store(error)),
+        }
+    }
+
+    fn violation(&self, what: &str) -> Error {
+        let message = format!(
+            "{} entity {}: the user function sent {what}",
+            self.service.name, self.key.entity_id
+        );
+        self.shared.user_function.report_error(message.clone());
+        Error::ProtocolViolation(message)
+    }
+}
