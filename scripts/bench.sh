@@ -14,6 +14,7 @@
 #   DURATION=10s  WARMUP=2s  CONCURRENCY=64  KEYS="1 1000"  STORES="memory embedded"  REPEAT=1
 #   ECHO=1 (0 skips the echo baseline)  ECHO_CONNECTIONS="64 1" (one echo run per value)
 #   CART=1 (0 skips the cart scenarios)
+#   LOADGEN_ARGS="" (extra flags for every loadgen run, e.g. "--connections 1")
 #   SKIP_BUILD=1 (use the binaries already in target/release)
 #   OUT=target/bench/<timestamp> (where results and logs go)
 set -euo pipefail
@@ -27,6 +28,7 @@ ECHO=${ECHO:-1}
 ECHO_CONNECTIONS=${ECHO_CONNECTIONS:-"$CONCURRENCY 1"}
 CART=${CART:-1}
 REPEAT=${REPEAT:-1}
+read -r -a LOADGEN_ARGS <<<"${LOADGEN_ARGS:-}"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -154,7 +156,7 @@ run_echo() {
     "$BIN/cloudstate-loadgen" echo --target "http://127.0.0.1:$port" \
       --concurrency "$CONCURRENCY" --connections "$connections" \
       --duration "$DURATION" --warmup "$WARMUP" --json \
-      --watch-pid "echo-server=$server" >"$OUT/$name.$rep.json" 2>"$OUT/$name.$rep.txt" \
+      --watch-pid "echo-server=$server" "${LOADGEN_ARGS[@]}" >"$OUT/$name.$rep.json" 2>"$OUT/$name.$rep.txt" \
       || status=$?
     cat "$OUT/$name.$rep.txt" >&2
   else
@@ -186,7 +188,7 @@ run_cart() {
   if wait_for "http://127.0.0.1:$proxy_port/ready" "$proxy"; then
     "$BIN/cloudstate-loadgen" cart --target "http://127.0.0.1:$proxy_port" \
       --concurrency "$CONCURRENCY" --keys "$keys" --duration "$DURATION" --warmup "$WARMUP" \
-      --json --watch-pid "proxy=$proxy" --watch-pid "user-function=$uf" \
+      --json --watch-pid "proxy=$proxy" --watch-pid "user-function=$uf" "${LOADGEN_ARGS[@]}" \
       >"$OUT/$name.$rep.json" 2>"$OUT/$name.$rep.txt" || status=$?
     cat "$OUT/$name.$rep.txt" >&2
   else
@@ -234,6 +236,7 @@ fi
   echo "Closed loop, $CONCURRENCY clients (one HTTP/2 connection each unless said otherwise)," \
     "$WARMUP warm-up, $DURATION measured, $(plural "$REPEAT" run) per scenario" \
     "(figures of the median run by throughput; range over all runs)."
+  [[ ${#LOADGEN_ARGS[@]} == 0 ]] || echo "Extra loadgen flags: \`${LOADGEN_ARGS[*]}\`."
   echo
   echo "| scenario | ops/s | ops/s range | p50 ms | p99 ms | max ms | errors | check | cpu, cores (median run) |"
   echo "|---|---:|---:|---:|---:|---:|---|---|---|"

@@ -145,10 +145,13 @@ impl CheckReport {
             )
         } else if self.passed {
             format!(
-                "passed: {}, {} exact, {} within acknowledged..acknowledged+failed",
+                "passed: {}, {} exact, {} within acknowledged..acknowledged+failed \
+                 (acknowledged {}, found {})",
                 counted(self.keys as u64, "key"),
                 format_count(self.exact as u64),
-                format_count(self.within_failures as u64)
+                format_count(self.within_failures as u64),
+                format_count(self.acked),
+                format_count(self.observed.max(0) as u64)
             )
         } else {
             let mut line = format!(
@@ -240,6 +243,10 @@ mod tests {
         );
         let report = CheckReport::new([KeyCheck::new(0, 7, 1, Some(8))]);
         assert!(report.passed);
-        assert!(report.summary().contains("1 within"));
+        assert_eq!(
+            report.summary(),
+            "passed: 1 key, 0 exact, 1 within acknowledged..acknowledged+failed \
+             (acknowledged 7, found 8)"
+        );
     }
 }
