@@ -238,7 +238,7 @@ impl<E: Entity> Registry<E> {
             Err(_) => Err(Error::Timeout(self.shared.config.command_timeout)),
         };
         if let Err(error) = &result {
-            tracing::info!(service = %self.service.name, %error, "restarting entity after a failed command");
+            tracing::debug!(service = %self.service.name, %error, "restarting entity after a failed command");
             entity.restart();
         }
         let _ = command.reply.send(result);
