@@ -27,9 +27,14 @@ pub struct Config {
     #[arg(long, env = "USER_FUNCTION_PORT", default_value_t = 8080)]
     pub user_function_port: u16,
 
-    /// Where state is kept: `memory` (lost on exit), `embedded:<directory>` (on disk).
+    /// Where state is kept: `memory` (lost on exit), `embedded:<directory>` (on disk),
+    /// `postgres://user:password@host:port/database` (PostgreSQL).
     #[arg(long, env = "CLOUDSTATE_STORE", default_value = "embedded:./cloudstate-data", value_parser = parse_store)]
     pub store: StoreConfig,
+
+    /// Connections to PostgreSQL at most (a `postgres://` store): two write, the rest read.
+    #[arg(long, env = "STORE_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
+    pub store_pool_size: u32,
 
     /// Idle time after which an entity is unloaded from memory (unless the user function
     /// declares its own).
@@ -58,12 +63,37 @@ pub struct Config {
 }
 
 /// Where the proxy keeps state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreConfig {
     /// In process memory.
     Memory,
     /// The embedded on-disk store in this directory.
     Embedded(PathBuf),
+    /// The PostgreSQL database at this `postgres://` URL.
+    Postgres(String),
+}
+
+/// Shows a PostgreSQL URL without its password: the configuration is logged.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreConfig::Memory => f.write_str("Memory"),
+            StoreConfig::Embedded(dir) => f.debug_tuple("Embedded").field(dir).finish(),
+            StoreConfig::Postgres(url) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+                let authority = rest.split('/').next().unwrap_or(rest);
+                let shown = match authority.rsplit_once('@') {
+                    Some((user_info, host)) if user_info.contains(':') => {
+                        let user = user_info.split(':').next().unwrap_or("");
+                        let path = &rest[authority.len()..];
+                        format!("{scheme}://{user}:***@{host}{path}")
+                    }
+                    _ => url.clone(),
+                };
+                f.debug_tuple("Postgres").field(&shown).finish()
+            }
+        }
+    }
 }
 
 /// How log lines look.
@@ -84,13 +114,11 @@ fn parse_store(value: &str) -> Result<StoreConfig, String> {
         }
         Ok(StoreConfig::Embedded(PathBuf::from(dir)))
     } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-        Err(
-            "the PostgreSQL store is not part of this build yet; use `memory` or `embedded:<dir>`"
-                .into(),
-        )
+        Ok(StoreConfig::Postgres(value.to_owned()))
     } else {
         Err(format!(
-            "unknown store `{value}`: expected `memory` or `embedded:<directory>`"
+            "unknown store `{value}`: expected `memory`, `embedded:<directory>` or \
+             `postgres://user:password@host:port/database`"
         ))
     }
 }
@@ -128,6 +156,7 @@ mod tests {
             &["p", "--command-timeout", "0s"][..],
             &["p", "--entity-mailbox-capacity", "0"][..],
             &["p", "--http-port", "99999"][..],
+            &["p", "--store-pool-size", "1"][..],
         ] {
             assert!(
                 Config::try_parse_from(args).is_err(),
@@ -136,5 +165,26 @@ mod tests {
         }
         let err = Config::try_parse_from(["p", "--store", "mysql://x"]).unwrap_err();
         assert!(err.to_string().contains("unknown store"), "{err}");
+    }
+
+    #[test]
+    fn a_postgres_store_is_parsed_and_logged_without_its_password() {
+        for url in ["postgres://u:secret@db:5432/state", "postgresql://db/state"] {
+            let config = Config::try_parse_from(["p", "--store", url]).unwrap();
+            assert_eq!(config.store, StoreConfig::Postgres(url.into()));
+            assert_eq!(config.store_pool_size, 10);
+        }
+        let config = Config::try_parse_from([
+            "p",
+            "--store",
+            "postgres://u:secret@db:5432/state",
+            "--store-pool-size",
+            "4",
+        ])
+        .unwrap();
+        assert_eq!(config.store_pool_size, 4);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("postgres://u:***@db:5432/state"), "{shown}");
     }
 }

@@ -17,6 +17,7 @@ use cloudstate_engine::{Engine, EngineConfig, ServiceModel, UserFunction};
 use cloudstate_ingress::Ingress;
 use cloudstate_store::{MemoryStore, Store};
 use cloudstate_store_embedded::EmbeddedStore;
+use cloudstate_store_postgres::{PostgresOptions, PostgresStore};
 use tokio::net::TcpListener;
 
 use config::{Config, LogFormat, StoreConfig};
@@ -51,6 +52,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
             EmbeddedStore::open(dir)
                 .with_context(|| format!("opening the embedded store in {}", dir.display()))?,
         ),
+        StoreConfig::Postgres(url) => {
+            let options = PostgresOptions {
+                pool_size: config.store_pool_size,
+                ..PostgresOptions::default()
+            };
+            Arc::new(
+                PostgresStore::connect(url, options)
+                    .await
+                    .context("opening the PostgreSQL store")?,
+            )
+        }
     };
     let address = SocketAddr::new(config.http_interface, config.http_port);
     let listener = TcpListener::bind(address)

@@ -102,20 +102,20 @@ pub enum Error {
     #[error("invalid PostgreSQL store options: {0}")]
     Options(String),
     /// The server could not be reached or refused the connection.
-    #[error("cannot connect to PostgreSQL at {address}: {source}")]
+    #[error("cannot connect to PostgreSQL at {address}: {error}")]
     Connect {
         /// `host:port/database`.
         address: String,
-        /// What sqlx said.
-        source: sqlx::Error,
+        /// What sqlx said (part of the message, not a separate source, so that it shows once).
+        error: sqlx::Error,
     },
     /// Creating or upgrading the tables failed.
-    #[error("cannot migrate the schema of PostgreSQL at {address}: {source}")]
+    #[error("cannot migrate the schema of PostgreSQL at {address}: {error}")]
     Migrate {
         /// `host:port/database`.
         address: String,
-        /// What sqlx said.
-        source: sqlx::Error,
+        /// What sqlx said (part of the message, not a separate source).
+        error: sqlx::Error,
     },
     /// The database was set up by a newer build.
     #[error(
@@ -215,9 +215,9 @@ impl PostgresStore {
             options.statement_timeout,
         ));
         let address = connector.address.clone();
-        let mut connection = connector.connect().await.map_err(|source| Error::Connect {
+        let mut connection = connector.connect().await.map_err(|error| Error::Connect {
             address: address.clone(),
-            source,
+            error,
         })?;
         match connector
             .bounded(async { Ok(schema::migrate(&mut connection).await) })
@@ -227,8 +227,8 @@ impl PostgresStore {
             Ok(Err(MigrationError::TooNew(found))) => {
                 return Err(Error::SchemaTooNew { address, found });
             }
-            Ok(Err(MigrationError::Database(source))) | Err(source) => {
-                return Err(Error::Migrate { address, source });
+            Ok(Err(MigrationError::Database(error))) | Err(error) => {
+                return Err(Error::Migrate { address, error });
             }
         }
         let reads = Pool::new(connector.clone(), readers, options.acquire_timeout);
