@@ -90,9 +90,15 @@ pub(crate) fn streaming(
     requests: RequestStream,
 ) -> ReplyStream {
     let (replies, receiver) = mpsc::channel(STREAM_BUFFER);
+    let timer = route.metrics.start();
     tokio::spawn(async move {
-        if let Err(error) = run_streaming(&engine, &route, metadata, requests, &replies).await {
-            let _ = replies.send(Err(error)).await;
+        let call = run_streaming(&engine, &route, metadata, requests, &replies);
+        match engine.inner.shared.metrics.user_function(call).await {
+            Ok(()) => timer.finish(tonic::Code::Ok),
+            Err(error) => {
+                timer.finish(error.code());
+                let _ = replies.send(Err(error)).await;
+            }
         }
     });
     ReceiverStream::new(receiver)

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::Code;
 
+use crate::metrics::EntityMetrics;
 use crate::model::{MethodDef, ServiceDef};
 use crate::{Error, Shared};
 
@@ -115,6 +116,7 @@ pub(crate) trait Entity: Send + Sized + 'static {
 pub(crate) struct Registry<E> {
     service: Arc<ServiceDef>,
     shared: Arc<Shared>,
+    metrics: EntityMetrics,
     entities: DashMap<Arc<str>, Mailbox>,
     next_generation: AtomicU64,
     _entity: std::marker::PhantomData<fn() -> E>,
@@ -130,6 +132,7 @@ struct Mailbox {
 impl<E: Entity> Registry<E> {
     pub fn new(service: Arc<ServiceDef>, shared: Arc<Shared>) -> Arc<Self> {
         Arc::new(Registry {
+            metrics: shared.metrics.entities(&service.name),
             service,
             shared,
             entities: DashMap::new(),
@@ -185,6 +188,7 @@ impl<E: Entity> Registry<E> {
         let (sender, receiver) = mpsc::channel(self.shared.config.mailbox_capacity);
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let entity = E::new(self.service.clone(), entity_id.clone(), self.shared.clone());
+        self.metrics.active.inc();
         tokio::spawn(self.clone().run(entity_id, generation, receiver, entity));
         Mailbox { generation, sender }
     }
@@ -214,6 +218,7 @@ impl<E: Entity> Registry<E> {
                         m.generation == generation && mailbox.is_empty()
                     });
                     if removed.is_some() {
+                        self.metrics.passivations.inc();
                         tracing::debug!(
                             service = %self.service.name,
                             entity = %entity_id,
@@ -225,6 +230,7 @@ impl<E: Entity> Registry<E> {
             }
         }
         entity.stop();
+        self.metrics.active.dec();
     }
 
     /// Runs one command within its deadline and answers its caller. A command whose caller
@@ -238,6 +244,7 @@ impl<E: Entity> Registry<E> {
             Err(_) => Err(Error::Timeout(self.shared.config.command_timeout)),
         };
         if let Err(error) = &result {
+            self.metrics.restarts.inc();
             tracing::debug!(service = %self.service.name, %error, "restarting entity after a failed command");
             entity.restart();
         }

@@ -74,7 +74,13 @@ impl Entity for EventSourcedEntity {
                 metadata: None,
             },
         )))?;
-        let reply = match stream.receive().await?.message {
+        let reply = match self
+            .shared
+            .metrics
+            .user_function(stream.receive())
+            .await?
+            .message
+        {
             Some(event_sourced_stream_out::Message::Reply(reply)) => reply,
             Some(event_sourced_stream_out::Message::Failure(failure)) => {
                 return Err(Error::EntityFailure(failure.description));
@@ -108,8 +114,8 @@ impl EventSourcedEntity {
     async fn recover(&mut self) -> Result<(), Error> {
         let recovery = self
             .shared
-            .store
-            .load_journal(&self.key)
+            .metrics
+            .store("load_journal", self.shared.store.load_journal(&self.key))
             .await
             .map_err(Error::Store)?;
         let sequence_nr = recovery.last_sequence_nr();
@@ -198,7 +204,8 @@ impl EventSourcedEntity {
             sequence_nr: last,
             payload,
         });
-        match self.shared.store.append(&self.key, events, snapshot).await {
+        let append = self.shared.store.append(&self.key, events, snapshot);
+        match self.shared.metrics.store("append", append).await {
             Ok(()) => {
                 *sequence_nr = last;
                 Ok(())

@@ -15,6 +15,7 @@ mod action;
 mod entity;
 mod error;
 mod eventsourced;
+mod metrics;
 pub mod model;
 pub mod payload;
 mod stream;
@@ -39,6 +40,7 @@ use tokio::time::Instant;
 
 pub use action::{ReplyStream, RequestStream};
 pub use error::Error;
+pub use metrics::EngineMetrics;
 pub use model::{EntityKind, MethodDef, ServiceDef, ServiceModel};
 pub use user_function::UserFunction;
 
@@ -75,12 +77,14 @@ pub(crate) struct Shared {
     store: Arc<dyn Store>,
     user_function: UserFunction,
     config: EngineConfig,
+    metrics: EngineMetrics,
 }
 
 /// Where the calls of one method go.
 pub struct Route {
     method: Arc<MethodDef>,
     target: Target,
+    metrics: metrics::MethodMetrics,
 }
 
 #[derive(Clone)]
@@ -112,17 +116,19 @@ struct Inner {
 type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<Bytes, Error>> + Send + 'a>>;
 
 impl Engine {
-    /// An engine serving `model`, keeping state in `store`.
+    /// An engine serving `model`, keeping state in `store`, recording into `metrics`.
     pub fn new(
         model: ServiceModel,
         store: Arc<dyn Store>,
         user_function: UserFunction,
         config: EngineConfig,
+        metrics: EngineMetrics,
     ) -> Self {
         let shared = Arc::new(Shared {
             store,
             user_function,
             config,
+            metrics,
         });
         let mut routes = HashMap::new();
         for service in model.services() {
@@ -140,6 +146,7 @@ impl Engine {
                 let route = Route {
                     method: method.clone(),
                     target: target.clone(),
+                    metrics: shared.metrics.method(&service.name, &method.name),
                 };
                 routes.insert(method.path.clone(), Arc::new(route));
             }
@@ -172,8 +179,16 @@ impl Engine {
         payload: Bytes,
         metadata: Metadata,
     ) -> Result<Bytes, Error> {
-        self.call_chain(route.clone(), payload, metadata, self.deadline(), 0)
-            .await
+        let timer = route.metrics.start();
+        let result = self
+            .call_chain(route.clone(), payload, metadata, self.deadline(), 0)
+            .await;
+        timer.finish(
+            result
+                .as_ref()
+                .map_or_else(Error::code, |_| tonic::Code::Ok),
+        );
+        result
     }
 
     /// Runs a streaming call of an action (client, server or bidirectional streaming). The
@@ -256,7 +271,10 @@ impl Engine {
         let outcome = match &route.target {
             Target::Action => {
                 payload::check_message(&method.input, &payload).map_err(Error::InvalidPayload)?;
-                let call = action::unary(&self.inner.shared, method, payload, metadata);
+                let shared = &self.inner.shared;
+                let call = shared
+                    .metrics
+                    .user_function(action::unary(shared, method, payload, metadata));
                 return tokio::time::timeout_at(deadline, call).await.unwrap_or(Err(
                     Error::Timeout(self.inner.shared.config.command_timeout),
                 ));
@@ -343,6 +361,7 @@ impl Engine {
                         .call_chain(route.clone(), payload, metadata, deadline, depth + 1)
                         .await;
                     if let Err(error) = result {
+                        engine.inner.shared.metrics.side_effect_failed();
                         tracing::warn!(
                             target = %route.method.display_name(),
                             %error,

@@ -70,7 +70,13 @@ impl Entity for ValueEntity {
             streamed: false,
             metadata: None,
         })))?;
-        let reply = match stream.receive().await?.message {
+        let reply = match self
+            .shared
+            .metrics
+            .user_function(stream.receive())
+            .await?
+            .message
+        {
             Some(value_entity_stream_out::Message::Reply(reply)) => reply,
             Some(value_entity_stream_out::Message::Failure(failure)) => {
                 return Err(Error::EntityFailure(failure.description));
@@ -104,8 +110,8 @@ impl ValueEntity {
     async fn recover(&mut self) -> Result<(), Error> {
         let stored = self
             .shared
-            .store
-            .load_value(&self.key)
+            .metrics
+            .store("load_value", self.shared.store.load_value(&self.key))
             .await
             .map_err(Error::Store)?;
         let (version, value) = match stored {

@@ -4,6 +4,7 @@
 //! endpoints over HTTP/1.1 or HTTP/2:
 //! - `/live`: 200 as soon as the process serves;
 //! - `/ready`: 200 once discovery succeeded and the store answers, 503 otherwise;
+//! - `/metrics`: the proxy's metrics in the Prometheus (OpenMetrics) text format;
 //! - anything with a gRPC content type: the method discovery declared at that path
 //!   ([`grpc`]), UNAVAILABLE until discovery is done, UNIMPLEMENTED for unknown paths.
 
@@ -19,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cloudstate_engine::Engine;
 use cloudstate_store::Store;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 /// Errors of the ingress.
@@ -35,6 +37,7 @@ pub struct IngressState {
     /// Set once discovery succeeded.
     engine: Arc<OnceLock<Engine>>,
     store: Arc<dyn Store>,
+    metrics: Arc<Registry>,
 }
 
 /// The proxy's HTTP/gRPC server, before and after discovery.
@@ -44,13 +47,14 @@ pub struct Ingress {
 }
 
 impl Ingress {
-    /// An ingress that answers health checks against `store` and serves no methods until
-    /// [`Ingress::set_engine`] is called.
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    /// An ingress that answers health checks against `store`, serves `metrics` at `/metrics`,
+    /// and serves no methods until [`Ingress::set_engine`] is called.
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<Registry>) -> Self {
         Ingress {
             state: IngressState {
                 engine: Arc::new(OnceLock::new()),
                 store,
+                metrics,
             },
         }
     }
@@ -66,6 +70,7 @@ impl Ingress {
         Router::new()
             .route("/live", get(live))
             .route("/ready", get(ready))
+            .route("/metrics", get(metrics))
             .fallback(dispatch)
             .with_state(self.state.clone())
     }
@@ -86,6 +91,21 @@ impl Ingress {
 
 async fn live() -> &'static str {
     "ok"
+}
+
+async fn metrics(State(state): State<IngressState>) -> Response {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &state.metrics) {
+        Ok(()) => (
+            [(
+                http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn ready(State(state): State<IngressState>) -> Response {

@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use cloudstate_engine::{Engine, EngineConfig, ServiceModel, UserFunction};
+use cloudstate_engine::{Engine, EngineConfig, EngineMetrics, ServiceModel, UserFunction};
 use cloudstate_ingress::Ingress;
 use cloudstate_store::{MemoryStore, Store};
 use cloudstate_store_embedded::EmbeddedStore;
 use cloudstate_store_postgres::{PostgresOptions, PostgresStore};
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use config::{Config, LogFormat, StoreConfig};
@@ -70,7 +71,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {address}"))?;
     tracing::info!(%address, store = ?config.store, "cloudstate-proxy listening");
 
-    let ingress = Ingress::new(store.clone());
+    let mut registry = Registry::default();
+    let metrics = EngineMetrics::new(&mut registry);
+    let ingress = Ingress::new(store.clone(), Arc::new(registry));
     let mut server = {
         let ingress = ingress.clone();
         tokio::spawn(async move { ingress.serve(listener, shutdown_signal()).await })
@@ -105,6 +108,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             mailbox_capacity: config.entity_mailbox_capacity as usize,
             max_chain_length: config.max_chain_length,
         },
+        metrics,
     );
     ingress.set_engine(engine);
     tracing::info!("ready");
