@@ -50,6 +50,9 @@ pub enum Error {
     /// The gRPC server failed (the cause is the error's source).
     #[error("the gRPC server failed")]
     Transport(#[from] tonic::transport::Error),
+    /// A [`ReplySender`](crate::ReplySender)'s call ended: nobody reads its replies any more.
+    #[error("the action call ended")]
+    CallEnded,
     /// Testkit: the command's outcome was not what the test asked for (a failure where a
     /// reply was expected, a reply of another type, ...).
     #[error("unexpected outcome: {0}")]

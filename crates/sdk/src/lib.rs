@@ -1,21 +1,30 @@
 //! Write Cloudstate user functions in Rust.
 //!
 //! A user function is a gRPC server the Cloudstate proxy talks to: the proxy owns the state
-//! (journal, snapshots) and streams it to the user function, which runs the business logic.
-//! This crate provides:
+//! (journal, snapshots, stored values) and streams it to the user function, which runs the
+//! business logic. This crate provides:
 //!
 //! - **Event sourced entities**: a state type implements [`EventSourcedEntity`]; its events are
 //!   protobuf messages gathered in an enum by [`events!`]; command handlers are plain methods
 //!   taking the decoded request and a [`CommandContext`] and returning the reply or a
-//!   [`Failure`].
-//! - [`Server`]: serves `cloudstate.EntityDiscovery` and `cloudstate.eventsourced.EventSourced`
-//!   for the registered entities.
-//! - [`testkit`]: drives an entity in a unit test exactly as the proxy would, without one.
+//!   [`Failure`]. Registered as [`EventSourced`].
+//! - **Value entities**: a protobuf state message implements [`ValueEntity`]; command handlers
+//!   get the current state as `&self` and a [`ValueContext`] that replaces or deletes it.
+//!   Registered as [`ValueEntityService`].
+//! - **Actions**: stateless `async` handlers of any call shape (unary, server, client and
+//!   bidirectional streaming) on a type implementing [`Action`], with an [`ActionContext`].
+//!   Registered as [`ActionService`].
+//! - The same [`Reply`] (a message, a forward, or nothing), [`Failure`] and side effects
+//!   ([`SideEffect`], the contexts' `side_effect`) for all three kinds.
+//! - [`Server`]: serves `cloudstate.EntityDiscovery` and the protocol of each registered
+//!   service's kind; services of all kinds may share one server.
+//! - [`testkit`]: drives an entity or calls an action in a unit test exactly as the proxy
+//!   would, without one.
 //!
 //! The crate `cloudstate-build` compiles the user's protos in `build.rs`; [`include_protos!`]
 //! and [`include_descriptor_set!`] bring the results in.
 //!
-//! # A complete entity
+//! # An event sourced entity
 //!
 //! ```
 //! use cloudstate::{Code, CommandContext, Commands, EventSourced, EventSourcedEntity, Failure};
@@ -134,35 +143,194 @@
 //! assert!(outcome.events().is_empty());
 //! ```
 //!
+//! # A value entity
+//!
+//! ```
+//! use cloudstate::{Code, Failure, ValueCommands, ValueContext, ValueEntity, ValueEntityService};
+//!
+//! # pub mod proto {
+//! #     #[derive(Clone, PartialEq, prost::Message)]
+//! #     pub struct Reserve {
+//! #         #[prost(string, tag = "1")] pub product_id: String,
+//! #         #[prost(int32, tag = "2")] pub quantity: i32,
+//! #     }
+//! #     #[derive(Clone, PartialEq, prost::Message)]
+//! #     pub struct Stock { #[prost(int32, tag = "1")] pub available: i32 }
+//! #     macro_rules! name { ($($t:ident),*) => { $(impl prost::Name for $t {
+//! #         const NAME: &'static str = stringify!($t);
+//! #         const PACKAGE: &'static str = "example.stock";
+//! #     })* } }
+//! #     name!(Reserve, Stock);
+//! # }
+//! // The stored state is a protobuf message; `self` is its current value.
+//! impl ValueEntity for proto::Stock {
+//!     fn commands(commands: &mut ValueCommands<Self>) {
+//!         commands.add("Reserve", Self::reserve);
+//!     }
+//! }
+//!
+//! impl proto::Stock {
+//!     fn reserve(
+//!         &self,
+//!         request: proto::Reserve,
+//!         ctx: &mut ValueContext<Self>,
+//!     ) -> Result<proto::Stock, Failure> {
+//!         if request.quantity > self.available {
+//!             return Err(Failure::new("not enough stock").with_code(Code::FailedPrecondition));
+//!         }
+//!         let stock = proto::Stock { available: self.available - request.quantity };
+//!         ctx.update_state(stock.clone());
+//!         Ok(stock)
+//!     }
+//! }
+//!
+//! fn stock() -> ValueEntityService<proto::Stock> {
+//!     ValueEntityService::new("example.stock.Inventory").persistence_id("stock")
+//! }
+//!
+//! // In a test:
+//! use cloudstate::testkit::{StateAction, ValueEntityTestKit};
+//!
+//! let mut kit = ValueEntityTestKit::with_state(stock(), "p1", proto::Stock { available: 5 }).unwrap();
+//! let request = proto::Reserve { product_id: "p1".into(), quantity: 2 };
+//! let outcome = kit.command("Reserve", request.clone()).unwrap();
+//! assert_eq!(outcome.state_action(), Some(&StateAction::Update(proto::Stock { available: 3 })));
+//! assert_eq!(kit.stored(), Some(&proto::Stock { available: 3 }));
+//!
+//! let too_many = proto::Reserve { quantity: 9, ..request };
+//! let outcome = kit.command("Reserve", too_many).unwrap();
+//! assert_eq!(outcome.failure().unwrap().code(), Some(Code::FailedPrecondition));
+//! assert!(outcome.state_action().is_none());
+//! ```
+//!
+//! # An action
+//!
+//! ```
+//! use cloudstate::{Action, ActionCommands, ActionContext, ActionService, Failure, Reply};
+//! use cloudstate::{ReplyStream, RequestStream};
+//! use tokio_stream::StreamExt;
+//!
+//! # pub mod proto {
+//! #     #[derive(Clone, PartialEq, prost::Message)]
+//! #     pub struct Text { #[prost(string, tag = "1")] pub text: String }
+//! #     #[derive(Clone, PartialEq, prost::Message)]
+//! #     pub struct Order { #[prost(string, tag = "1")] pub product_id: String }
+//! #     #[derive(Clone, PartialEq, prost::Message)]
+//! #     pub struct Stock { #[prost(int32, tag = "1")] pub available: i32 }
+//! #     macro_rules! name { ($($t:ident),*) => { $(impl prost::Name for $t {
+//! #         const NAME: &'static str = stringify!($t);
+//! #         const PACKAGE: &'static str = "example.shop";
+//! #     })* } }
+//! #     name!(Text, Order, Stock);
+//! # }
+//! /// Shared by every call: a good place for clients of other services.
+//! pub struct Shop {
+//!     greeting: String,
+//! }
+//!
+//! impl Shop {
+//!     async fn greet(&self, name: proto::Text, ctx: &mut ActionContext) -> Result<proto::Text, Failure> {
+//!         let language = ctx.metadata().get("accept-language").unwrap_or("en");
+//!         Ok(proto::Text { text: format!("{} {} ({language})", self.greeting, name.text) })
+//!     }
+//!
+//!     /// Forwards to another service, and asks the proxy to notify a third one first.
+//!     async fn order(&self, order: proto::Order, ctx: &mut ActionContext) -> Result<Reply<proto::Stock>, Failure> {
+//!         ctx.side_effect("example.shop.Audit", "Log", &order, false);
+//!         Ok(Reply::forward("example.stock.Inventory", "Reserve", &order))
+//!     }
+//!
+//!     /// Bidirectional: one upper-cased text per text received.
+//!     async fn shout(
+//!         &self,
+//!         texts: RequestStream<proto::Text>,
+//!         _: &mut ActionContext,
+//!     ) -> Result<ReplyStream<proto::Text>, Failure> {
+//!         Ok(ReplyStream::new(texts.map(|t| Ok::<_, Failure>(proto::Text { text: t.text.to_uppercase() }))))
+//!     }
+//! }
+//!
+//! impl Action for Shop {
+//!     fn commands(commands: &mut ActionCommands<Self>) {
+//!         commands
+//!             .unary("Greet", Self::greet)
+//!             .unary("Order", Self::order)
+//!             .streamed("Shout", Self::shout);
+//!     }
+//! }
+//!
+//! fn shop() -> ActionService<Shop> {
+//!     ActionService::new("example.shop.Shop", Shop { greeting: "Hello".into() })
+//! }
+//!
+//! // In a test:
+//! use cloudstate::testkit::ActionTestKit;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let kit = ActionTestKit::new(shop()).with_metadata("accept-language", "fr");
+//! let hello = kit.unary("Greet", proto::Text { text: "Ann".into() }).await.unwrap();
+//! assert_eq!(hello.reply::<proto::Text>().unwrap().text, "Hello Ann (fr)");
+//!
+//! let order = kit.unary("Order", proto::Order { product_id: "p1".into() }).await.unwrap();
+//! assert_eq!(order.forward().unwrap().method, "Reserve");
+//! assert_eq!(order.side_effects()[0].service, "example.shop.Audit");
+//!
+//! let texts = ["a", "b"].map(|t| proto::Text { text: t.into() });
+//! let shouted = kit.streamed("Shout", texts).await.unwrap();
+//! assert_eq!(shouted[1].reply::<proto::Text>().unwrap().text, "B");
+//! # });
+//! ```
+//!
 //! # Wire facts
 //!
 //! - Replies are `Any{type_url: "type.googleapis.com/<full output type>"}`; a handler
 //!   returning `()` replies `google.protobuf.Empty`.
-//! - Events and snapshots are `Any`s typed the same way; replay decodes them by type URL.
+//! - Events, snapshots and value entity states are `Any`s typed the same way; replay and
+//!   `init` decode them by type URL.
 //! - A command for a method without a handler, with a payload of another type than the
 //!   handler's input, or that does not decode, fails that command (`UNIMPLEMENTED` /
-//!   `INVALID_ARGUMENT`); a panicking handler fails it too. The stream carries on.
-//! - Protocol violations (no `init` first, a second `init`, an event after a command or that
-//!   does not decode, an unknown service) end the stream: a `failure` message, then the
-//!   gRPC status `FAILED_PRECONDITION`.
+//!   `INVALID_ARGUMENT`); a panicking handler fails it too. An entity's stream carries on.
+//! - Entity protocol violations (no `init` first, a second `init`, an event after a command
+//!   or that does not decode, a stored value of another type, an unknown service) end the
+//!   stream: a `failure` message, then the gRPC status `FAILED_PRECONDITION`.
+//! - Actions: a call of an unknown service, of a method of another shape than the call's, or
+//!   whose first streamed message carries a payload ends with the gRPC status
+//!   `FAILED_PRECONDITION`. A response without a reply (`Reply::NoReply`) has no `response`;
+//!   an action's failure keeps its side effects; a failure has `command_id` 0. For
+//!   client-streamed calls only the first message's metadata is read.
 
 #![warn(missing_docs)]
 
+mod action;
+mod command;
 mod error;
 mod eventsourced;
+mod metadata;
+mod panic;
 mod reply;
 mod server;
+mod service;
+mod stream;
 #[cfg(test)]
 mod test_entity;
 pub mod testkit;
+mod valueentity;
 
+pub use action::{
+    Action, ActionCommands, ActionContext, ActionHandler, ActionReply, ActionService, ReplySender,
+    ReplyStream, RequestStream,
+};
 pub use cloudstate_protocol as protocol;
+pub use command::CommandHandlers;
 pub use error::Error;
 pub use eventsourced::{CommandContext, Commands, Event, EventSourced, EventSourcedEntity};
+pub use metadata::Metadata;
 pub use reply::{Failure, Forward, IntoReply, Reply, SideEffect};
 pub use server::{SUPPORT_LIBRARY_NAME, Server, address_from_env};
+pub use service::Service;
 /// gRPC status codes, for [`Failure::with_code`].
 pub use tonic::Code;
+pub use valueentity::{ValueCommands, ValueContext, ValueEntity, ValueEntityService};
 
 /// Includes the code `cloudstate-build` generated for one protobuf package (messages and
 /// clients), e.g. `cloudstate::include_protos!("com.example.shoppingcart");`.

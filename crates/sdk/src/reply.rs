@@ -25,7 +25,8 @@ pub enum Reply<M> {
 impl<M> Reply<M> {
     /// Forwards the command to `service` (full name) `method` with `request` as its input.
     ///
-    /// The proxy executes the forward after this command's events are persisted.
+    /// The proxy executes the forward after this command's state change (events, value) is
+    /// durable and its side effects ran.
     pub fn forward<R: Message + Name>(
         service: impl Into<String>,
         method: impl Into<String>,
@@ -111,8 +112,11 @@ impl Forward {
     }
 }
 
-/// A call the proxy makes after the command's events are persisted and before it replies;
-/// its result is ignored.
+/// A further call the proxy makes on a handler's behalf, after the command's state change is
+/// durable and before the client gets its answer; its result is ignored.
+///
+/// Handlers add them with their context's `side_effect` method (every kind of context has one);
+/// streamed action replies carry their own ([`ActionReply::with_side_effect`](crate::ActionReply::with_side_effect)).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SideEffect {
     /// Full name of the service to call.
@@ -126,6 +130,22 @@ pub struct SideEffect {
 }
 
 impl SideEffect {
+    /// A call of `service` (full name) `method` with `request`; `synchronous` makes the proxy
+    /// wait for it before answering the client (and fail the command if it fails).
+    pub fn new<R: Message + Name>(
+        service: impl Into<String>,
+        method: impl Into<String>,
+        request: &R,
+        synchronous: bool,
+    ) -> Self {
+        SideEffect {
+            service: service.into(),
+            method: method.into(),
+            payload: Any::from_message(request),
+            synchronous,
+        }
+    }
+
     pub(crate) fn into_proto(self) -> protocol::SideEffect {
         protocol::SideEffect {
             service_name: self.service,
@@ -146,8 +166,11 @@ impl SideEffect {
     }
 }
 
-/// A command that failed: the client gets an error with this description, and the command's
-/// events and side effects are discarded (never sent to the proxy).
+/// A command that failed: the client gets an error with this description.
+///
+/// For entities, the command's events or state change and its side effects are discarded
+/// (never sent to the proxy). An action's side effects still go with its failure (the proxy
+/// runs them), as in the original protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     description: String,
@@ -173,7 +196,8 @@ impl Failure {
     }
 
     /// Asks the proxy to restart the entity after replying: close the stream and recover the
-    /// state from the journal on a new one.
+    /// state from the journal on a new one (event sourced entities only; value entities and
+    /// actions ignore it).
     pub fn with_restart(mut self) -> Self {
         self.restart = true;
         self

@@ -1,30 +1,39 @@
-//! The gRPC server the proxy talks to: `cloudstate.EntityDiscovery` and
-//! `cloudstate.eventsourced.EventSourced`.
+//! The gRPC server the proxy talks to: `cloudstate.EntityDiscovery` and the protocols of the
+//! registered services' kinds (`cloudstate.eventsourced.EventSourced`,
+//! `cloudstate.valueentity.ValueEntity`, `cloudstate.action.ActionProtocol`).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use cloudstate_protocol::action::action_protocol_server::{ActionProtocol, ActionProtocolServer};
+use cloudstate_protocol::action::{ActionCommand, ActionResponse};
 use cloudstate_protocol::entity_discovery_server::{EntityDiscovery, EntityDiscoveryServer};
+use cloudstate_protocol::eventsourced::EventSourcedStreamIn;
 use cloudstate_protocol::eventsourced::event_sourced_server::{
-    EventSourced as EventSourcedProtocol, EventSourcedServer,
+    EventSourced as EventSourcedRpc, EventSourcedServer,
 };
-use cloudstate_protocol::eventsourced::{
-    EventSourcedStreamIn, EventSourcedStreamOut, event_sourced_stream_in, event_sourced_stream_out,
+use cloudstate_protocol::valueentity::ValueEntityStreamIn;
+use cloudstate_protocol::valueentity::value_entity_server::{
+    ValueEntity as ValueEntityRpc, ValueEntityServer,
 };
-use cloudstate_protocol::{self as protocol, entity_type};
+use cloudstate_protocol::{self as protocol};
+use futures_util::StreamExt;
+use futures_util::stream::{self, BoxStream};
 use prost::Message;
 use tokio::net::TcpListener;
-use tokio_stream::Stream;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::eventsourced::session::{EntityType, StreamHandler};
-use crate::{Error, EventSourced, EventSourcedEntity};
+use crate::action::{self, ActionType, Calls, Payloads};
+use crate::command::Shape;
+use crate::eventsourced::session::EventSourcedProtocol;
+use crate::service::Services;
+use crate::stream::{EntityStream, Registry};
+use crate::valueentity::session::ValueProtocol;
+use crate::{Error, Service};
 
 /// Name reported as `ServiceInfo.support_library_name`.
 pub const SUPPORT_LIBRARY_NAME: &str = "cloudstate-rust";
@@ -33,7 +42,10 @@ pub const SUPPORT_LIBRARY_NAME: &str = "cloudstate-rust";
 /// keeps one stream per active entity on one connection, so any small cap would stall it.
 const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = u32::MAX;
 
-/// A user function: the descriptor set of its protos and the entities it serves.
+/// A user function: the descriptor set of its protos and the services it serves, of any kinds
+/// ([`EventSourced`](crate::EventSourced) and value entities
+/// ([`ValueEntityService`](crate::ValueEntityService)), actions
+/// ([`ActionService`](crate::ActionService))), together on one port.
 ///
 /// ```no_run
 /// # async fn run(descriptor_set: &'static [u8]) -> Result<(), cloudstate::Error> {
@@ -47,19 +59,24 @@ const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = u32::MAX;
 /// #     fn commands(_: &mut cloudstate::Commands<Self>) {}
 /// # }
 /// # cloudstate::events! { enum Event { E(()) } }
+/// # struct Checkout;
+/// # impl cloudstate::Action for Checkout {
+/// #     fn commands(_: &mut cloudstate::ActionCommands<Self>) {}
+/// # }
 /// let cart = cloudstate::EventSourced::<Cart>::new("com.example.shoppingcart.ShoppingCart")
 ///     .persistence_id("shopping-cart")
 ///     .snapshot_every(5);
+/// let checkout = cloudstate::ActionService::new("com.example.checkout.Checkout", Checkout);
 /// cloudstate::Server::new(descriptor_set)?
 ///     .register(cart)?
+///     .register(checkout)?
 ///     .serve(cloudstate::address_from_env().await?)
 ///     .await
 /// # }
 /// ```
 pub struct Server {
     descriptor_set: Bytes,
-    files: prost_types::FileDescriptorSet,
-    entities: Vec<(String, Arc<dyn EntityType>)>,
+    services: Services,
     service_name: String,
     service_version: String,
     max_concurrent_streams: u32,
@@ -81,36 +98,23 @@ impl Server {
             .map_err(Error::InvalidDescriptorSet)?;
         Ok(Server {
             descriptor_set,
-            files,
-            entities: Vec::new(),
+            services: Services::new(files),
             service_name: String::new(),
             service_version: String::new(),
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
         })
     }
 
-    /// Serves `entity`, after checking it against the descriptor set: its service exists and
-    /// has no streamed methods, every handler names one of its methods with the same input
-    /// and output types. Methods without a handler are logged (commands for them fail).
+    /// Serves `service` (an entity type or an action), after checking it against the
+    /// descriptor set: its service exists, every handler names one of its methods with the same
+    /// input and output types and shape (entities have no streamed methods). Methods without a
+    /// handler are logged (calls of them fail).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidEntity`] when a check fails or the service is already registered.
-    pub fn register<E: EventSourcedEntity>(
-        mut self,
-        entity: EventSourced<E>,
-    ) -> Result<Self, Error> {
-        let service_name = entity.service_name().to_owned();
-        let entity: Arc<dyn EntityType> = Arc::new(entity);
-        let invalid = |reason: String| Error::InvalidEntity {
-            service: service_name.clone(),
-            reason,
-        };
-        if self.entities.iter().any(|(name, _)| *name == service_name) {
-            return Err(invalid("registered twice".into()));
-        }
-        check_entity(&self.files, &service_name, &entity.handlers()).map_err(invalid)?;
-        self.entities.push((service_name, entity));
+    pub fn register(mut self, service: impl Service) -> Result<Self, Error> {
+        service.register(&mut self.services)?;
         Ok(self)
     }
 
@@ -155,19 +159,22 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), Error> {
+        let Server {
+            descriptor_set,
+            services,
+            service_name,
+            service_version,
+            max_concurrent_streams,
+        } = self;
         if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, entities = self.entities.len(), "serving the Cloudstate protocol");
+            tracing::info!(%addr, services = services.specs().len(), "serving the Cloudstate protocol");
         }
         let spec = protocol::EntitySpec {
-            proto: self.descriptor_set,
-            entities: self
-                .entities
-                .iter()
-                .map(|(_, entity)| entity.spec())
-                .collect(),
+            proto: descriptor_set,
+            entities: services.specs().to_vec(),
             service_info: Some(protocol::ServiceInfo {
-                service_name: self.service_name,
-                service_version: self.service_version,
+                service_name,
+                service_version,
                 service_runtime: "rustc".to_owned(),
                 support_library_name: SUPPORT_LIBRARY_NAME.to_owned(),
                 support_library_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -175,11 +182,24 @@ impl Server {
                 protocol_minor_version: protocol::PROTOCOL_MINOR_VERSION,
             }),
         };
-        let entities = Arc::new(self.entities.into_iter().collect());
+        let Services {
+            event_sourced,
+            value,
+            actions,
+            ..
+        } = services;
         tonic::transport::Server::builder()
-            .max_concurrent_streams(self.max_concurrent_streams)
+            .max_concurrent_streams(max_concurrent_streams)
             .add_service(EntityDiscoveryServer::new(Discovery { spec }))
-            .add_service(EventSourcedServer::new(EventSourcedService { entities }))
+            .add_service(EventSourcedServer::new(EventSourcedService {
+                entities: Arc::new(event_sourced),
+            }))
+            .add_service(ValueEntityServer::new(ValueEntityService {
+                entities: Arc::new(value),
+            }))
+            .add_service(ActionProtocolServer::new(ActionService {
+                actions: Arc::new(actions),
+            }))
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
                 shutdown,
@@ -243,70 +263,6 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Checks an entity's handlers (`(method, input type, output type)`) against its service in
-/// `files`; returns what is wrong.
-fn check_entity(
-    files: &prost_types::FileDescriptorSet,
-    service_name: &str,
-    handlers: &[(&str, &str, &str)],
-) -> Result<(), String> {
-    let service = files
-        .file
-        .iter()
-        .flat_map(|file| {
-            file.service
-                .iter()
-                .map(move |service| (file.package(), service))
-        })
-        .find(|(package, service)| {
-            let name = match package {
-                &"" => service.name().to_owned(),
-                package => format!("{package}.{}", service.name()),
-            };
-            name == service_name
-        })
-        .map(|(_, service)| service)
-        .ok_or_else(|| "the service is not in the descriptor set".to_owned())?;
-
-    for method in &service.method {
-        if method.client_streaming() || method.server_streaming() {
-            return Err(format!(
-                "method {} is streamed, which event sourced entities do not support",
-                method.name()
-            ));
-        }
-        if !handlers.iter().any(|(name, _, _)| *name == method.name()) {
-            tracing::warn!(
-                service = service_name,
-                method = method.name(),
-                "no handler: its commands will fail"
-            );
-        }
-    }
-    for (name, input, output) in handlers {
-        let method = service
-            .method
-            .iter()
-            .find(|method| method.name() == *name)
-            .ok_or_else(|| {
-                format!("a handler is registered for {name}, which is not a method of the service")
-            })?;
-        let expected_input = method.input_type().trim_start_matches('.');
-        let expected_output = method.output_type().trim_start_matches('.');
-        if expected_input != *input {
-            return Err(format!(
-                "the handler of {name} takes a {input}, the method a {expected_input}"
-            ));
-        }
-        if expected_output != *output {
-            return Err(format!(
-                "the handler of {name} returns a {output}, the method a {expected_output}"
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// `cloudstate.EntityDiscovery`.
 struct Discovery {
     spec: protocol::EntitySpec,
@@ -325,16 +281,15 @@ impl EntityDiscovery for Discovery {
             protocol = %format!("{}.{}", info.protocol_major_version, info.protocol_minor_version),
             "discovery"
         );
-        if !self.spec.entities.is_empty()
-            && !info
-                .supported_entity_types
-                .iter()
-                .any(|supported| supported == entity_type::EVENT_SOURCED)
-        {
-            tracing::warn!(
-                supported = ?info.supported_entity_types,
-                "the proxy does not support event sourced entities (is a journal configured?)"
-            );
+        for entity in &self.spec.entities {
+            if !info.supported_entity_types.contains(&entity.entity_type) {
+                tracing::warn!(
+                    service = %entity.service_name,
+                    entity_type = %entity.entity_type,
+                    supported = ?info.supported_entity_types,
+                    "the proxy does not support this service's entity type"
+                );
+            }
         }
         Ok(Response::new(self.spec.clone()))
     }
@@ -350,113 +305,158 @@ impl EntityDiscovery for Discovery {
 
 /// `cloudstate.eventsourced.EventSourced`.
 struct EventSourcedService {
-    entities: Arc<HashMap<String, Arc<dyn EntityType>>>,
+    entities: Registry<EventSourcedProtocol>,
 }
 
 #[tonic::async_trait]
-impl EventSourcedProtocol for EventSourcedService {
-    type handleStream = EntityStream;
+impl EventSourcedRpc for EventSourcedService {
+    type handleStream = EntityStream<EventSourcedProtocol>;
 
     async fn handle(
         &self,
         request: Request<Streaming<EventSourcedStreamIn>>,
-    ) -> Result<Response<EntityStream>, Status> {
-        Ok(Response::new(EntityStream {
-            input: request.into_inner(),
-            entities: self.entities.clone(),
-            session: None,
-            entity: String::new(),
-            phase: Phase::Running,
-        }))
+    ) -> Result<Response<Self::handleStream>, Status> {
+        Ok(Response::new(EntityStream::new(
+            request.into_inner(),
+            self.entities.clone(),
+        )))
     }
 }
 
-/// Where an [`EntityStream`] is.
-enum Phase {
-    /// Turning input into replies.
-    Running,
-    /// A protocol error was reported in a failure message; the stream ends with this status.
-    Failing(Status),
-    /// Ended.
-    Done,
+/// `cloudstate.valueentity.ValueEntity`.
+struct ValueEntityService {
+    entities: Registry<ValueProtocol>,
 }
 
-/// The replies of one entity stream, produced as the proxy's messages arrive: each command is
-/// handled when the proxy sends it and the stream is polled, on the stream's own task, so
-/// entities run in parallel and one entity's commands run in order.
-pub(crate) struct EntityStream {
-    input: Streaming<EventSourcedStreamIn>,
-    entities: Arc<HashMap<String, Arc<dyn EntityType>>>,
-    session: Option<Box<dyn StreamHandler>>,
-    /// `service/entity id`, for logs.
-    entity: String,
-    phase: Phase,
+#[tonic::async_trait]
+impl ValueEntityRpc for ValueEntityService {
+    type handleStream = EntityStream<ValueProtocol>;
+
+    async fn handle(
+        &self,
+        request: Request<Streaming<ValueEntityStreamIn>>,
+    ) -> Result<Response<Self::handleStream>, Status> {
+        Ok(Response::new(EntityStream::new(
+            request.into_inner(),
+            self.entities.clone(),
+        )))
+    }
 }
 
-impl EntityStream {
-    fn process(
-        &mut self,
-        message: Option<event_sourced_stream_in::Message>,
-    ) -> Result<Option<event_sourced_stream_out::Message>, Error> {
-        let reply = match (&mut self.session, message) {
-            (Some(session), message) => session.handle(message)?,
-            (None, Some(event_sourced_stream_in::Message::Init(init))) => {
-                self.entity = format!("{}/{}", init.service_name, init.entity_id);
-                let entity = self.entities.get(&init.service_name).ok_or_else(|| {
-                    Error::Protocol(format!("unknown service {}", init.service_name))
-                })?;
-                self.session = Some(entity.clone().start(init)?);
+/// `cloudstate.action.ActionProtocol`: one gRPC call per action call, of the same shape.
+struct ActionService {
+    actions: Arc<HashMap<String, Arc<dyn ActionType>>>,
+}
+
+/// The responses of a streamed action call, as gRPC sends them.
+type ResponseStream = BoxStream<'static, Result<ActionResponse, Status>>;
+
+impl ActionService {
+    /// Runs a call whose other messages are `input` (for the streamed-in shapes): its first
+    /// message is the header.
+    async fn call_streamed(
+        &self,
+        shape: Shape,
+        mut input: Streaming<ActionCommand>,
+    ) -> Result<Calls, Status> {
+        let header = input.message().await?.ok_or_else(|| {
+            protocol_status(&Error::Protocol(
+                "the call ended before its first message".into(),
+            ))
+        })?;
+        Ok(action::call(&self.actions, shape, header, payloads(input)))
+    }
+}
+
+/// The payloads of the messages of `input`, which ends at the first error (the proxy cancelled
+/// the call).
+fn payloads(input: Streaming<ActionCommand>) -> Payloads {
+    stream::unfold(input, |mut input| async move {
+        match input.message().await {
+            Ok(Some(command)) => Some((command.payload, input)),
+            Ok(None) => None,
+            Err(status) => {
+                tracing::debug!(%status, "the proxy's action stream failed");
                 None
             }
-            (None, _) => return Err(Error::Protocol("the first message is not init".into())),
-        };
-        Ok(reply.map(event_sourced_stream_out::Message::Reply))
+        }
+    })
+    .boxed()
+}
+
+/// The only response of a unary or streamed-in call.
+async fn only_response(mut calls: Calls) -> Result<Response<ActionResponse>, Status> {
+    match calls.next().await {
+        Some(Ok(response)) => Ok(Response::new(response)),
+        Some(Err(error)) => Err(protocol_status(&error)),
+        None => Err(Status::internal("the action call produced no response")),
     }
 }
 
-impl Stream for EntityStream {
-    type Item = Result<EventSourcedStreamOut, Status>;
+/// The responses of a streamed-out call.
+fn response_stream(calls: Calls) -> Response<ResponseStream> {
+    Response::new(
+        calls
+            .map(|item| item.map_err(|error| protocol_status(&error)))
+            .boxed(),
+    )
+}
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        loop {
-            match std::mem::replace(&mut this.phase, Phase::Done) {
-                Phase::Running => this.phase = Phase::Running,
-                Phase::Failing(status) => return Poll::Ready(Some(Err(status))),
-                Phase::Done => return Poll::Ready(None),
-            }
-            let message = match ready!(Pin::new(&mut this.input).poll_next(cx)) {
-                Some(Ok(message)) => message.message,
-                Some(Err(status)) => {
-                    tracing::debug!(entity = %this.entity, %status, "the proxy's stream failed");
-                    this.phase = Phase::Done;
-                    return Poll::Ready(None);
-                }
-                None => {
-                    this.phase = Phase::Done;
-                    return Poll::Ready(None);
-                }
-            };
-            match this.process(message) {
-                Ok(None) => continue,
-                Ok(Some(out)) => {
-                    return Poll::Ready(Some(Ok(EventSourcedStreamOut { message: Some(out) })));
-                }
-                Err(error) => {
-                    let description = error.to_string();
-                    tracing::warn!(entity = %this.entity, "ending the entity stream: {description}");
-                    this.phase = Phase::Failing(Status::failed_precondition(description.clone()));
-                    return Poll::Ready(Some(Ok(EventSourcedStreamOut {
-                        message: Some(event_sourced_stream_out::Message::Failure(
-                            protocol::Failure {
-                                description,
-                                ..protocol::Failure::default()
-                            },
-                        )),
-                    })));
-                }
-            }
-        }
+/// The status ending a call that broke the protocol.
+fn protocol_status(error: &Error) -> Status {
+    tracing::warn!("ending the action call: {error}");
+    Status::failed_precondition(error.to_string())
+}
+
+#[tonic::async_trait]
+impl ActionProtocol for ActionService {
+    type handleStreamedOutStream = ResponseStream;
+    type handleStreamedStream = ResponseStream;
+
+    async fn handle_unary(
+        &self,
+        request: Request<ActionCommand>,
+    ) -> Result<Response<ActionResponse>, Status> {
+        let calls = action::call(
+            &self.actions,
+            Shape::Unary,
+            request.into_inner(),
+            stream::empty().boxed(),
+        );
+        only_response(calls).await
+    }
+
+    async fn handle_streamed_in(
+        &self,
+        request: Request<Streaming<ActionCommand>>,
+    ) -> Result<Response<ActionResponse>, Status> {
+        let calls = self
+            .call_streamed(Shape::StreamedIn, request.into_inner())
+            .await?;
+        only_response(calls).await
+    }
+
+    async fn handle_streamed_out(
+        &self,
+        request: Request<ActionCommand>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let calls = action::call(
+            &self.actions,
+            Shape::StreamedOut,
+            request.into_inner(),
+            stream::empty().boxed(),
+        );
+        Ok(response_stream(calls))
+    }
+
+    async fn handle_streamed(
+        &self,
+        request: Request<Streaming<ActionCommand>>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let calls = self
+            .call_streamed(Shape::Streamed, request.into_inner())
+            .await?;
+        Ok(response_stream(calls))
     }
 }
 
@@ -464,17 +464,28 @@ impl Stream for EntityStream {
 mod tests {
     use std::time::Duration;
 
+    use cloudstate_protocol::action::action_protocol_client::ActionProtocolClient;
+    use cloudstate_protocol::action::action_response;
     use cloudstate_protocol::entity_discovery_client::EntityDiscoveryClient;
-    use cloudstate_protocol::eventsourced::EventSourcedInit;
     use cloudstate_protocol::eventsourced::event_sourced_client::EventSourcedClient;
-    use cloudstate_protocol::{Any, ProxyInfo};
+    use cloudstate_protocol::eventsourced::{
+        EventSourcedInit, EventSourcedStreamOut, event_sourced_stream_in, event_sourced_stream_out,
+    };
+    use cloudstate_protocol::valueentity::value_entity_client::ValueEntityClient;
+    use cloudstate_protocol::valueentity::{
+        ValueEntityInit, ValueEntityInitState, value_entity_action, value_entity_stream_in,
+        value_entity_stream_out,
+    };
+    use cloudstate_protocol::{Any, ProxyInfo, entity_type};
     use tokio::sync::{mpsc, oneshot};
-    use tokio_stream::StreamExt;
     use tokio_stream::wrappers::ReceiverStream;
     use tonic::transport::Channel;
 
     use super::*;
-    use crate::test_entity::{self, State, model, request};
+    use crate::EventSourced;
+    use crate::command::Signature;
+    use crate::service::check_service;
+    use crate::test_entity::{self, Request, State, action_model, model, request, value_model};
 
     /// Starts a server with the test model on a free port; it stops when the sender drops.
     async fn start() -> (Channel, oneshot::Sender<()>) {
@@ -483,6 +494,10 @@ mod tests {
         let server = Server::new(test_entity::descriptor_set())
             .unwrap()
             .register(model().passivation_timeout(Duration::from_millis(100)))
+            .unwrap()
+            .register(value_model())
+            .unwrap()
+            .register(action_model())
             .unwrap()
             .service_info("model", "1.2.3");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -530,7 +545,34 @@ mod tests {
             .unwrap()
             .into_inner();
         assert_eq!(spec.proto, test_entity::descriptor_set());
-        assert_eq!(spec.entities.len(), 1);
+        let kinds: Vec<_> = spec
+            .entities
+            .iter()
+            .map(|e| {
+                (
+                    e.entity_type.as_str(),
+                    e.service_name.as_str(),
+                    e.persistence_id.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (
+                    entity_type::EVENT_SOURCED,
+                    test_entity::SERVICE,
+                    test_entity::SERVICE
+                ),
+                (
+                    entity_type::VALUE_ENTITY,
+                    test_entity::VALUE_SERVICE,
+                    "values"
+                ),
+                (entity_type::ACTION, test_entity::ACTION_SERVICE, ""),
+            ]
+        );
+        assert!(spec.entities[1].passivation_strategy.is_none());
         let entity = &spec.entities[0];
         assert_eq!(entity.entity_type, entity_type::EVENT_SOURCED);
         assert_eq!(entity.service_name, test_entity::SERVICE);
@@ -684,6 +726,38 @@ mod tests {
             Server::new(vec![0xff, 0xff]),
             Err(Error::InvalidDescriptorSet(_))
         ));
+        // Kinds mix; a service name counts once across kinds.
+        let all = server()
+            .register(model())
+            .and_then(|s| s.register(value_model()))
+            .and_then(|s| s.register(action_model()));
+        assert!(all.is_ok());
+        let clash = server().register(value_model()).unwrap().register(
+            crate::ValueEntityService::<State>::new(test_entity::VALUE_SERVICE),
+        );
+        assert!(matches!(clash, Err(Error::InvalidEntity { .. })));
+        // The action's service is streamed: no entity may serve it.
+        let streamed = server().register(crate::ValueEntityService::<State>::new(
+            test_entity::ACTION_SERVICE,
+        ));
+        match streamed {
+            Err(Error::InvalidEntity { reason, .. }) => {
+                assert!(
+                    reason.contains("which value entities do not support"),
+                    "{reason}"
+                );
+            }
+            _ => panic!("a value entity with streamed methods was accepted"),
+        }
+    }
+
+    fn signature(method: &str, input: &str, output: &str, shape: Shape) -> Signature {
+        Signature {
+            method: method.into(),
+            input: input.into(),
+            output: output.into(),
+            shape,
+        }
     }
 
     #[test]
@@ -691,12 +765,336 @@ mod tests {
         let files =
             prost_types::FileDescriptorSet::decode(&test_entity::descriptor_set()[..]).unwrap();
         let request = "test.model.Request";
-        let check =
-            |handlers: &[(&str, &str, &str)]| check_entity(&files, test_entity::SERVICE, handlers);
-        assert!(check(&[("Get", request, "test.model.State")]).is_ok());
-        assert!(check(&[("Get", request, "google.protobuf.Empty")]).is_err());
-        assert!(check(&[("Get", "test.model.State", "test.model.State")]).is_err());
-        assert!(check(&[("Nope", request, "google.protobuf.Empty")]).is_err());
-        assert!(check_entity(&files, "test.Model", &[]).is_err());
+        let state = "test.model.State";
+        let spec = |entity_type: &str, service: &str| protocol::Entity {
+            entity_type: entity_type.into(),
+            service_name: service.into(),
+            ..protocol::Entity::default()
+        };
+        let entity = spec(entity_type::EVENT_SOURCED, test_entity::SERVICE);
+        let check = |handlers: &[Signature]| check_service(&files, &entity, handlers);
+        assert!(check(&[signature("Get", request, state, Shape::Unary)]).is_ok());
+        assert!(
+            check(&[signature(
+                "Get",
+                request,
+                "google.protobuf.Empty",
+                Shape::Unary
+            )])
+            .is_err()
+        );
+        assert!(check(&[signature("Get", state, state, Shape::Unary)]).is_err());
+        assert!(
+            check(&[signature(
+                "Nope",
+                request,
+                "google.protobuf.Empty",
+                Shape::Unary
+            )])
+            .is_err()
+        );
+        assert!(
+            check_service(&files, &spec(entity_type::EVENT_SOURCED, "test.Model"), &[]).is_err()
+        );
+
+        let action = spec(entity_type::ACTION, test_entity::ACTION_SERVICE);
+        let check = |handlers: &[Signature]| check_service(&files, &action, handlers);
+        assert!(check(&[signature("Repeat", request, state, Shape::StreamedOut)]).is_ok());
+        assert!(check(&[signature("Shout", request, state, Shape::Streamed)]).is_ok());
+        let wrong = check(&[signature("Concat", request, state, Shape::Unary)]).unwrap_err();
+        assert_eq!(
+            wrong,
+            "the handler of Concat is unary, the method is client streaming"
+        );
+    }
+
+    fn value_init(service: &str, stored: Option<&str>) -> ValueEntityStreamIn {
+        ValueEntityStreamIn {
+            message: Some(value_entity_stream_in::Message::Init(ValueEntityInit {
+                service_name: service.into(),
+                entity_id: "v1".into(),
+                state: Some(ValueEntityInitState {
+                    value: stored.map(|value| {
+                        Any::from_message(&State {
+                            value: value.into(),
+                        })
+                    }),
+                }),
+            })),
+        }
+    }
+
+    fn value_command(id: i64, name: &str, values: &[&str]) -> ValueEntityStreamIn {
+        ValueEntityStreamIn {
+            message: Some(value_entity_stream_in::Message::Command(
+                protocol::Command {
+                    entity_id: "v1".into(),
+                    id,
+                    name: name.into(),
+                    payload: Some(Any::from_message(&request(values))),
+                    ..protocol::Command::default()
+                },
+            )),
+        }
+    }
+
+    #[tokio::test]
+    async fn value_entity_streams_reply_in_order_with_state_actions() {
+        let (channel, _stop) = start().await;
+        let input = vec![
+            value_init(test_entity::VALUE_SERVICE, Some("D")),
+            value_command(1, "Get", &[]),
+            value_command(2, "Set", &["A", "B"]),
+            value_command(3, "Set", &["-"]),
+            value_command(4, "Fail", &["X"]),
+        ];
+        let mut output = ValueEntityClient::new(channel)
+            .handle(tokio_stream::iter(input))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut replies = Vec::new();
+        while let Some(out) = output.next().await {
+            match out.unwrap().message {
+                Some(value_entity_stream_out::Message::Reply(reply)) => replies.push(reply),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let ids: Vec<_> = replies.iter().map(|reply| reply.command_id).collect();
+        assert_eq!(ids, [1, 2, 3, 4]);
+        let Some(protocol::client_action::Action::Reply(reply)) =
+            replies[0].client_action.clone().and_then(|a| a.action)
+        else {
+            panic!("expected a reply: {:?}", replies[0]);
+        };
+        let state = reply
+            .payload
+            .unwrap()
+            .to_message::<State>()
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.value, "D");
+        assert!(replies[0].state_action.is_none());
+        assert_eq!(
+            replies[1].state_action.clone().and_then(|a| a.action),
+            Some(value_entity_action::Action::Update(
+                cloudstate_protocol::valueentity::ValueEntityUpdate {
+                    value: Some(Any::from_message(&State { value: "B".into() }))
+                }
+            ))
+        );
+        assert!(matches!(
+            replies[2].state_action.clone().and_then(|a| a.action),
+            Some(value_entity_action::Action::Delete(_))
+        ));
+        assert!(replies[3].state_action.is_none());
+        assert!(replies[3].side_effects.is_empty());
+    }
+
+    /// Sends `input` on a value entity stream and returns the failure and the final status.
+    async fn violate_value(input: Vec<ValueEntityStreamIn>) -> (protocol::Failure, Status) {
+        let (channel, _stop) = start().await;
+        let mut output = ValueEntityClient::new(channel)
+            .handle(tokio_stream::iter(input))
+            .await
+            .unwrap()
+            .into_inner();
+        let failure = match output.next().await {
+            Some(Ok(protocol::valueentity::ValueEntityStreamOut {
+                message: Some(value_entity_stream_out::Message::Failure(failure)),
+            })) => failure,
+            other => panic!("expected a failure, got {other:?}"),
+        };
+        let status = match output.next().await {
+            Some(Err(status)) => status,
+            other => panic!("expected an error, got {other:?}"),
+        };
+        (failure, status)
+    }
+
+    #[tokio::test]
+    async fn value_entity_protocol_violations_end_the_stream() {
+        let (failure, status) = violate_value(vec![value_command(1, "Get", &[])]).await;
+        assert_eq!(
+            failure.description,
+            "protocol error: the first message is not init"
+        );
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        let (failure, _) = violate_value(vec![value_init(test_entity::SERVICE, None)]).await;
+        assert_eq!(
+            failure.description,
+            format!("protocol error: unknown service {}", test_entity::SERVICE)
+        );
+        let (failure, _) = violate_value(vec![
+            value_init(test_entity::VALUE_SERVICE, None),
+            value_init(test_entity::VALUE_SERVICE, None),
+        ])
+        .await;
+        assert_eq!(failure.description, "protocol error: a second init message");
+        let unrelated = ValueEntityStreamIn {
+            message: Some(value_entity_stream_in::Message::Init(ValueEntityInit {
+                service_name: test_entity::VALUE_SERVICE.into(),
+                entity_id: "v1".into(),
+                state: Some(ValueEntityInitState {
+                    value: Some(Any::from_message(&Request::default())),
+                }),
+            })),
+        };
+        let (failure, _) = violate_value(vec![unrelated]).await;
+        assert!(
+            failure
+                .description
+                .contains("the stored state: unexpected type"),
+            "{failure:?}"
+        );
+    }
+
+    fn action_command(name: &str, values: Option<&[&str]>) -> ActionCommand {
+        ActionCommand {
+            service_name: test_entity::ACTION_SERVICE.into(),
+            name: name.into(),
+            payload: values.map(|values| Any::from_message(&request(values))),
+            metadata: None,
+        }
+    }
+
+    fn payload(values: &[&str]) -> ActionCommand {
+        ActionCommand {
+            payload: Some(Any::from_message(&request(values))),
+            ..ActionCommand::default()
+        }
+    }
+
+    fn reply_value(response: &ActionResponse) -> String {
+        match &response.response {
+            Some(action_response::Response::Reply(reply)) => {
+                let payload = reply.payload.clone().unwrap();
+                payload.to_message::<State>().unwrap().unwrap().value
+            }
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn actions_answer_all_four_shapes() {
+        let (channel, _stop) = start().await;
+        let mut client = ActionProtocolClient::new(channel);
+
+        let mut unary = tonic::Request::new(action_command("Echo", Some(&["a", "b"])));
+        unary
+            .metadata_mut()
+            .insert("x-user", "ann".parse().unwrap());
+        // The proxy passes headers on in the command, not as gRPC metadata.
+        let response = client.handle_unary(unary).await.unwrap().into_inner();
+        assert_eq!(reply_value(&response), ">ab");
+
+        let mut with_metadata = action_command("Echo", Some(&["a"]));
+        with_metadata.metadata = Some(protocol::Metadata {
+            entries: vec![protocol::MetadataEntry {
+                key: "x-user".into(),
+                value: Some(protocol::metadata_entry::Value::StringValue("ann".into())),
+            }],
+        });
+        let response = client
+            .handle_unary(with_metadata)
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply_value(&response), ">a@ann");
+
+        let streamed_out = client
+            .handle_streamed_out(action_command("Repeat", Some(&["x", "y"])))
+            .await
+            .unwrap()
+            .into_inner();
+        let responses: Vec<_> = streamed_out.map(Result::unwrap).collect().await;
+        assert_eq!(responses.len(), 3, "{responses:?}");
+        assert!(responses[0].response.is_none());
+        assert_eq!(responses[0].side_effects.len(), 1);
+        assert_eq!(reply_value(&responses[1]), ">x");
+        assert_eq!(reply_value(&responses[2]), ">y");
+
+        let input = vec![
+            action_command("Concat", None),
+            payload(&["a"]),
+            payload(&["b", "c"]),
+        ];
+        let response = client
+            .handle_streamed_in(tokio_stream::iter(input))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply_value(&response), ">abc");
+
+        // Bidirectional: each response arrives before the next request is sent.
+        let (requests, rx) = mpsc::channel(1);
+        requests.send(action_command("Shout", None)).await.unwrap();
+        let mut responses = client
+            .handle_streamed(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        for word in ["hey", "you"] {
+            requests.send(payload(&[word])).await.unwrap();
+            let response = responses.next().await.unwrap().unwrap();
+            assert_eq!(reply_value(&response), word.to_uppercase());
+        }
+        drop(requests);
+        assert!(responses.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn action_protocol_errors_are_statuses_and_command_errors_failures() {
+        let (channel, _stop) = start().await;
+        let mut client = ActionProtocolClient::new(channel);
+
+        let mut unknown_service = action_command("Echo", Some(&[]));
+        unknown_service.service_name = "no.Such".into();
+        let status = client.handle_unary(unknown_service).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(status.message(), "protocol error: unknown service no.Such");
+
+        let status = client
+            .handle_unary(action_command("Repeat", Some(&[])))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.message(),
+            "protocol error: method Repeat is server streaming, but was called as unary"
+        );
+
+        let status = client
+            .handle_streamed_in(tokio_stream::iter(vec![action_command(
+                "Concat",
+                Some(&[]),
+            )]))
+            .await
+            .unwrap_err();
+        assert!(status.message().contains("carries a payload"), "{status:?}");
+
+        let status = client
+            .handle_streamed_in(tokio_stream::iter(Vec::<ActionCommand>::new()))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+
+        let response = client
+            .handle_unary(action_command("Nope", Some(&[])))
+            .await
+            .unwrap()
+            .into_inner();
+        match response.response {
+            Some(action_response::Response::Failure(failure)) => {
+                assert_eq!(
+                    failure.description,
+                    "Unknown command Nope on service test.model.ActionModel"
+                );
+                assert_eq!(
+                    failure.grpc_status_code,
+                    i32::from(tonic::Code::Unimplemented)
+                );
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
     }
 }

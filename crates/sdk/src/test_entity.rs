@@ -1,11 +1,19 @@
-//! A small entity for the crate's tests, modelled on the TCK's: its state is the concatenation
-//! of the values it was sent, and it has one command per behaviour under test.
+//! Small services for the crate's tests, modelled on the TCK's: an event sourced entity whose
+//! state is the concatenation of the values it was sent, a value entity storing a value, and an
+//! action with one method per shape; each has one command per behaviour under test.
 
 use prost::Name;
+use tokio_stream::StreamExt;
 
-use crate::{CommandContext, Commands, EventSourced, EventSourcedEntity, Failure, Reply};
+use crate::{
+    Action, ActionCommands, ActionContext, ActionReply, ActionService, CommandContext, Commands,
+    EventSourced, EventSourcedEntity, Failure, Reply, ReplyStream, RequestStream, SideEffect,
+    ValueCommands, ValueContext, ValueEntity, ValueEntityService,
+};
 
 pub(crate) const SERVICE: &str = "test.model.Model";
+pub(crate) const VALUE_SERVICE: &str = "test.model.ValueModel";
+pub(crate) const ACTION_SERVICE: &str = "test.model.ActionModel";
 pub(crate) const PACKAGE: &str = "test.model";
 
 /// A request: the entity id and values to emit.
@@ -161,6 +169,207 @@ impl EventSourcedEntity for Model {
     }
 }
 
+/// The value entity's state is a [`State`]. Its commands:
+///
+/// - `Set`: for each value, updates the state to it, or deletes it for `-`; replies the last.
+/// - `Get`: replies the state.
+/// - `Fail`: sets, adds a side effect, then fails (`FAILED_PRECONDITION`).
+/// - `Effects`: two side effects (the second synchronous), replies the state.
+/// - `Forward`: sets, then forwards to `test.model.Two/Call`.
+/// - `Panic`: sets, then panics.
+/// - `Whoami`: replies `<entity id>#<command id>`.
+impl ValueEntity for State {
+    fn commands(commands: &mut ValueCommands<Self>) {
+        commands
+            .add("Set", |_: &State, request: Request, ctx| {
+                Ok(State {
+                    value: set(&request, ctx),
+                })
+            })
+            .add("Get", |state: &State, _: Request, _: &mut _| {
+                Ok(state.clone())
+            })
+            .add("Fail", |_: &State, request: Request, ctx| {
+                set(&request, ctx);
+                ctx.side_effect(VALUE_SERVICE, "Get", &request, false);
+                Err::<State, _>(
+                    Failure::new("expected failure").with_code(tonic::Code::FailedPrecondition),
+                )
+            })
+            .add("Effects", |state: &State, request: Request, ctx| {
+                ctx.side_effect(VALUE_SERVICE, "Get", &request, false);
+                ctx.side_effect(VALUE_SERVICE, "Set", &request, true);
+                Ok(state.clone())
+            })
+            .add("Forward", |_: &State, request: Request, ctx| {
+                set(&request, ctx);
+                Ok(Reply::<State>::forward("test.model.Two", "Call", &request))
+            })
+            .add(
+                "Panic",
+                |_: &State, request: Request, ctx| -> Result<State, Failure> {
+                    set(&request, ctx);
+                    panic!("handler bug")
+                },
+            )
+            .add("Whoami", |_: &State, _: Request, ctx| {
+                Ok(State {
+                    value: format!("{}#{}", ctx.entity_id(), ctx.command_id()),
+                })
+            });
+    }
+}
+
+/// Applies the values of a `Set` request; returns the last value set (`""` after a delete).
+fn set(request: &Request, ctx: &mut ValueContext<State>) -> String {
+    let mut last = String::new();
+    for value in &request.values {
+        if value == "-" {
+            ctx.delete_state();
+            last.clear();
+        } else {
+            ctx.update_state(State {
+                value: value.clone(),
+            });
+            last.clone_from(value);
+        }
+    }
+    last
+}
+
+/// The registration of the value entity the tests use.
+pub(crate) fn value_model() -> ValueEntityService<State> {
+    ValueEntityService::new(VALUE_SERVICE).persistence_id("values")
+}
+
+/// The action: replies are prefixed with its prefix. Its methods:
+///
+/// - `Echo` (unary): the concatenated values, and the `x-user` metadata after a `@` if set.
+/// - `Effects` (unary): two side effects (the second synchronous), no reply.
+/// - `Fail` (unary): a side effect, then fails (`FAILED_PRECONDITION`).
+/// - `Forward` (unary): forwards to `test.model.Two/Call`.
+/// - `Panic` (unary): adds a side effect, then panics.
+/// - `Repeat` (server streaming): a side effect on the context, then one reply per value; `fail`
+///   gives a failure, `forward` a forward with a side effect, `none` no reply, `panic` panics.
+/// - `Concat` (client streaming): all values of all requests, concatenated.
+/// - `Shout` (bidirectional): each request's values upper-cased, as it arrives.
+pub(crate) struct ActionModel {
+    pub prefix: String,
+}
+
+impl ActionModel {
+    fn reply(&self, value: &str) -> State {
+        State {
+            value: format!("{}{value}", self.prefix),
+        }
+    }
+
+    async fn echo(&self, request: Request, ctx: &mut ActionContext) -> Result<State, Failure> {
+        tokio::task::yield_now().await;
+        let mut value = request.values.concat();
+        if let Some(user) = ctx.metadata().get("x-user") {
+            value = format!("{value}@{user}");
+        }
+        Ok(self.reply(&value))
+    }
+
+    async fn effects(
+        &self,
+        request: Request,
+        ctx: &mut ActionContext,
+    ) -> Result<Reply<State>, Failure> {
+        ctx.side_effect(ACTION_SERVICE, "Echo", &request, false);
+        tokio::task::yield_now().await;
+        ctx.side_effect(ACTION_SERVICE, "Echo", &request, true);
+        Ok(Reply::NoReply)
+    }
+
+    async fn fail(&self, request: Request, ctx: &mut ActionContext) -> Result<State, Failure> {
+        ctx.side_effect(ACTION_SERVICE, "Echo", &request, false);
+        Err(Failure::new("expected failure").with_code(tonic::Code::FailedPrecondition))
+    }
+
+    async fn forward(
+        &self,
+        request: Request,
+        _: &mut ActionContext,
+    ) -> Result<Reply<State>, Failure> {
+        Ok(Reply::forward("test.model.Two", "Call", &request))
+    }
+
+    async fn panic(&self, request: Request, ctx: &mut ActionContext) -> Result<(), Failure> {
+        ctx.side_effect(ACTION_SERVICE, "Echo", &request, false);
+        panic!("handler bug")
+    }
+
+    async fn repeat(
+        &self,
+        request: Request,
+        ctx: &mut ActionContext,
+    ) -> Result<ReplyStream<State>, Failure> {
+        ctx.side_effect(ACTION_SERVICE, "Echo", &request, false);
+        let prefix = self.prefix.clone();
+        let values = tokio_stream::iter(request.values.clone());
+        Ok(ReplyStream::new(values.map(
+            move |value| -> ActionReply<State> {
+                match value.as_str() {
+                    "fail" => ActionReply::failure(Failure::new("expected failure")),
+                    "forward" => ActionReply::forward("test.model.Two", "Call", &request)
+                        .with_side_effect(SideEffect::new(ACTION_SERVICE, "Echo", &request, true)),
+                    "none" => ActionReply::no_reply(),
+                    "panic" => panic!("stream bug"),
+                    value => ActionReply::message(State {
+                        value: format!("{prefix}{value}"),
+                    }),
+                }
+            },
+        )))
+    }
+
+    async fn concat(
+        &self,
+        mut requests: RequestStream<Request>,
+        _: &mut ActionContext,
+    ) -> Result<State, Failure> {
+        let mut value = String::new();
+        while let Some(request) = requests.next().await {
+            value.push_str(&request.values.concat());
+        }
+        Ok(self.reply(&value))
+    }
+
+    async fn shout(
+        &self,
+        requests: RequestStream<Request>,
+        _: &mut ActionContext,
+    ) -> Result<ReplyStream<State>, Failure> {
+        Ok(ReplyStream::new(requests.map(|request| {
+            Ok::<_, Failure>(State {
+                value: request.values.concat().to_uppercase(),
+            })
+        })))
+    }
+}
+
+impl Action for ActionModel {
+    fn commands(commands: &mut ActionCommands<Self>) {
+        commands
+            .unary("Echo", Self::echo)
+            .unary("Effects", Self::effects)
+            .unary("Fail", Self::fail)
+            .unary("Forward", Self::forward)
+            .unary("Panic", Self::panic)
+            .server_streaming("Repeat", Self::repeat)
+            .client_streaming("Concat", Self::concat)
+            .streamed("Shout", Self::shout);
+    }
+}
+
+/// The registration of the action the tests use, replying with prefix `>`.
+pub(crate) fn action_model() -> ActionService<ActionModel> {
+    ActionService::new(ACTION_SERVICE, ActionModel { prefix: ">".into() })
+}
+
 /// The descriptor set of the model's service, as a build would produce it.
 pub(crate) fn descriptor_set() -> Vec<u8> {
     use prost::Message;
@@ -184,6 +393,11 @@ pub(crate) fn descriptor_set() -> Vec<u8> {
         output_type: Some(output.into()),
         ..MethodDescriptorProto::default()
     };
+    let streamed = |name: &str, client: bool, server: bool| MethodDescriptorProto {
+        client_streaming: Some(client),
+        server_streaming: Some(server),
+        ..method(name, ".test.model.State")
+    };
     let empty = ".google.protobuf.Empty";
     let state = ".test.model.State";
     FileDescriptorSet {
@@ -202,20 +416,46 @@ pub(crate) fn descriptor_set() -> Vec<u8> {
                 package: Some(PACKAGE.into()),
                 dependency: vec!["google/protobuf/empty.proto".into()],
                 message_type: vec![message("Request"), message("State"), message("Appended")],
-                service: vec![ServiceDescriptorProto {
-                    name: Some("Model".into()),
-                    method: vec![
-                        method("Emit", empty),
-                        method("Get", state),
-                        method("Fail", empty),
-                        method("Panic", empty),
-                        method("Forward", state),
-                        method("Effects", empty),
-                        method("Nothing", empty),
-                        method("Whoami", state),
-                    ],
-                    ..ServiceDescriptorProto::default()
-                }],
+                service: vec![
+                    ServiceDescriptorProto {
+                        name: Some("Model".into()),
+                        method: vec![
+                            method("Emit", empty),
+                            method("Get", state),
+                            method("Fail", empty),
+                            method("Panic", empty),
+                            method("Forward", state),
+                            method("Effects", empty),
+                            method("Nothing", empty),
+                            method("Whoami", state),
+                        ],
+                        ..ServiceDescriptorProto::default()
+                    },
+                    ServiceDescriptorProto {
+                        name: Some("ValueModel".into()),
+                        method: [
+                            "Set", "Get", "Fail", "Effects", "Forward", "Panic", "Whoami",
+                        ]
+                        .into_iter()
+                        .map(|name| method(name, state))
+                        .collect(),
+                        ..ServiceDescriptorProto::default()
+                    },
+                    ServiceDescriptorProto {
+                        name: Some("ActionModel".into()),
+                        method: vec![
+                            method("Echo", state),
+                            method("Effects", state),
+                            method("Fail", state),
+                            method("Forward", state),
+                            method("Panic", empty),
+                            streamed("Repeat", false, true),
+                            streamed("Concat", true, false),
+                            streamed("Shout", true, true),
+                        ],
+                        ..ServiceDescriptorProto::default()
+                    },
+                ],
                 ..FileDescriptorProto::default()
             },
         ],

@@ -1,16 +1,15 @@
 //! Event sourced entities: the [`EventSourcedEntity`] trait a state type implements, its command
 //! handlers ([`Commands`], [`CommandContext`]) and its registration ([`EventSourced`]).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use cloudstate_protocol::{self as protocol, Any};
+use cloudstate_protocol::Any;
 use prost::{Message, Name};
 
-use crate::{Error, Failure, IntoReply, SideEffect};
+use crate::service::EntitySettings;
+use crate::{CommandHandlers, Error, SideEffect};
 
 pub(crate) mod session;
 
@@ -137,7 +136,7 @@ macro_rules! events {
 /// What a command handler can do besides replying: read the entity's id and sequence number,
 /// emit events and request side effects.
 ///
-/// Everything recorded here is discarded when the handler returns a [`Failure`] (or panics).
+/// Everything recorded here is discarded when the handler returns a [`Failure`](crate::Failure) (or panics).
 pub struct CommandContext<Ev> {
     entity_id: Arc<str>,
     sequence_number: i64,
@@ -190,12 +189,8 @@ impl<Ev> CommandContext<Ev> {
         request: &R,
         synchronous: bool,
     ) {
-        self.side_effects.push(SideEffect {
-            service: service.into(),
-            method: method.into(),
-            payload: Any::from_message(request),
-            synchronous,
-        });
+        self.side_effects
+            .push(SideEffect::new(service, method, request, synchronous));
     }
 
     /// The events and side effects recorded so far.
@@ -204,85 +199,15 @@ impl<Ev> CommandContext<Ev> {
     }
 }
 
-/// A type-erased command handler: decodes the payload, runs the handler, encodes the reply.
-type HandlerFn<E> = dyn Fn(
-        &E,
-        Bytes,
-        &mut CommandContext<<E as EventSourcedEntity>::Event>,
-    ) -> Result<Option<protocol::client_action::Action>, Failure>
-    + Send
-    + Sync;
-
-/// A registered command handler with its input and output message names.
-pub(crate) struct Handler<E: EventSourcedEntity> {
-    /// Full name of the input message.
-    pub(crate) input_type: String,
-    /// Full name of the output message.
-    pub(crate) output_type: String,
-    pub(crate) call: Box<HandlerFn<E>>,
-}
-
-/// The command handlers of an entity, by gRPC method name; filled in by
-/// [`EventSourcedEntity::commands`].
-pub struct Commands<E: EventSourcedEntity> {
-    handlers: HashMap<String, Handler<E>>,
-}
-
-impl<E: EventSourcedEntity> Commands<E> {
-    /// Handles the service method `method` with `handler`.
-    ///
-    /// The handler gets the state, the decoded request and the [`CommandContext`], and
-    /// returns the reply (the method's output message, `()` for `google.protobuf.Empty`, or a
-    /// [`Reply`](crate::Reply)) or a [`Failure`]. Registering a method twice keeps the last
-    /// handler. At registration the server checks the handler's input and output types
-    /// against the method's in the descriptor set.
-    pub fn add<In, R, F>(&mut self, method: &str, handler: F) -> &mut Self
-    where
-        In: Message + Name + Default + 'static,
-        R: IntoReply,
-        F: Fn(&E, In, &mut CommandContext<E::Event>) -> Result<R, Failure> + Send + Sync + 'static,
-    {
-        let name = method.to_owned();
-        let call = move |state: &E, payload: Bytes, ctx: &mut CommandContext<E::Event>| {
-            let request = In::decode(payload).map_err(|error| {
-                Failure::new(format!(
-                    "Command {name}: cannot decode the request as {}: {error}",
-                    In::full_name()
-                ))
-                .with_code(tonic::Code::InvalidArgument)
-            })?;
-            handler(state, request, ctx).map(|reply| reply.into_reply().into_action())
-        };
-        self.handlers.insert(
-            method.to_owned(),
-            Handler {
-                input_type: In::full_name(),
-                output_type: <R::Output as Name>::full_name(),
-                call: Box::new(call),
-            },
-        );
-        self
-    }
-
-    pub(crate) fn get(&self, method: &str) -> Option<&Handler<E>> {
-        self.handlers.get(method)
-    }
-
-    /// The registered handlers, by method name.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Handler<E>)> {
-        self.handlers
-            .iter()
-            .map(|(name, handler)| (name.as_str(), handler))
-    }
-}
+/// The command handlers of an event sourced entity, by gRPC method name; filled in by
+/// [`EventSourcedEntity::commands`] with [`CommandHandlers::add`].
+pub type Commands<E> = CommandHandlers<E, CommandContext<<E as EventSourcedEntity>::Event>>;
 
 /// An event sourced entity type as registered with the [`Server`](crate::Server) or a
 /// [`testkit`](crate::testkit): the gRPC service it implements and how the proxy persists it.
 pub struct EventSourced<E: EventSourcedEntity> {
-    service_name: String,
-    persistence_id: String,
+    settings: EntitySettings,
     snapshot_every: u32,
-    passivation_timeout: Option<Duration>,
     commands: Commands<E>,
 }
 
@@ -292,23 +217,18 @@ impl<E: EventSourcedEntity> EventSourced<E> {
     /// [`EventSourcedEntity::commands`], persistence id = `service_name`, no snapshots and the
     /// proxy's default passivation.
     pub fn new(service_name: impl Into<String>) -> Self {
-        let service_name = service_name.into();
-        let mut commands = Commands {
-            handlers: HashMap::new(),
-        };
+        let mut commands = Commands::<E>::new();
         E::commands(&mut commands);
         EventSourced {
-            persistence_id: service_name.clone(),
-            service_name,
+            settings: EntitySettings::new(service_name.into()),
             snapshot_every: 0,
-            passivation_timeout: None,
             commands,
         }
     }
 
     /// Sets the journal's persistence id (entities of one id share a journal namespace).
     pub fn persistence_id(mut self, persistence_id: impl Into<String>) -> Self {
-        self.persistence_id = persistence_id.into();
+        self.settings.persistence_id = persistence_id.into();
         self
     }
 
@@ -322,38 +242,24 @@ impl<E: EventSourcedEntity> EventSourced<E> {
 
     /// Asks the proxy to passivate (stop) an entity after `timeout` without commands.
     pub fn passivation_timeout(mut self, timeout: Duration) -> Self {
-        self.passivation_timeout = Some(timeout);
+        self.settings.passivation_timeout = Some(timeout);
         self
     }
 
     /// The full name of the entity's service.
     pub fn service_name(&self) -> &str {
-        &self.service_name
+        &self.settings.service_name
     }
 
     pub(crate) fn commands(&self) -> &Commands<E> {
         &self.commands
     }
 
-    pub(crate) fn snapshot_every_n(&self) -> u32 {
-        self.snapshot_every
+    pub(crate) fn settings(&self) -> &EntitySettings {
+        &self.settings
     }
 
-    /// The entity as reported at discovery.
-    pub(crate) fn spec(&self) -> protocol::Entity {
-        protocol::Entity {
-            entity_type: protocol::entity_type::EVENT_SOURCED.to_owned(),
-            service_name: self.service_name.clone(),
-            persistence_id: self.persistence_id.clone(),
-            passivation_strategy: self.passivation_timeout.map(|timeout| {
-                protocol::EntityPassivationStrategy {
-                    strategy: Some(protocol::entity_passivation_strategy::Strategy::Timeout(
-                        protocol::TimeoutPassivationStrategy {
-                            timeout: i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
-                        },
-                    )),
-                }
-            }),
-        }
+    pub(crate) fn snapshot_every_n(&self) -> u32 {
+        self.snapshot_every
     }
 }

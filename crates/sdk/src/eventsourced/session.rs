@@ -6,20 +6,24 @@
 //! panicking handler) become a failure reply for that command; problems with the stream itself
 //! become an [`Error::Protocol`], after which the stream must end.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use cloudstate_protocol::eventsourced::{
-    EventSourcedEvent, EventSourcedInit, EventSourcedReply, event_sourced_stream_in,
+    EventSourcedEvent, EventSourcedInit, EventSourcedReply, EventSourcedStreamIn,
+    EventSourcedStreamOut, event_sourced_stream_in, event_sourced_stream_out,
 };
 use cloudstate_protocol::{self as protocol, Any};
 
 use super::{CommandContext, Event, EventSourced, EventSourcedEntity};
+use crate::command::{Signature, panicked};
+use crate::panic::guard;
 use crate::reply::decode_any;
+use crate::service::{Described, Sealed, Services};
+use crate::stream::{EntityProtocol, EntityType, Session};
 use crate::{Error, Failure};
 
 /// An entity instance driven by protocol messages.
-pub(crate) struct Session<E: EventSourcedEntity> {
+pub(crate) struct EventSourcedSession<E: EventSourcedEntity> {
     entity: Arc<EventSourced<E>>,
     entity_id: Arc<str>,
     state: E,
@@ -31,7 +35,7 @@ pub(crate) struct Session<E: EventSourcedEntity> {
     broken: Option<String>,
 }
 
-impl<E: EventSourcedEntity> Session<E> {
+impl<E: EventSourcedEntity> EventSourcedSession<E> {
     /// Starts the entity described by `init` (its snapshot, if any, restores the state).
     ///
     /// # Errors
@@ -59,7 +63,7 @@ impl<E: EventSourcedEntity> Session<E> {
                 (state, snapshot.snapshot_sequence)
             }
         };
-        Ok(Session {
+        Ok(EventSourcedSession {
             entity,
             entity_id,
             state,
@@ -143,38 +147,22 @@ impl<E: EventSourcedEntity> Session<E> {
         let protocol::Command {
             id, name, payload, ..
         } = command;
-        let service = self.entity.service_name();
-        let Some(handler) = self.entity.commands().get(&name) else {
-            return failure_reply(
-                id,
-                Failure::new(format!("Unknown command {name} on service {service}"))
-                    .with_code(tonic::Code::Unimplemented),
-            );
-        };
-        let payload = payload.unwrap_or_default();
-        if !payload.type_url.is_empty() && payload.type_name() != handler.input_type {
-            return failure_reply(
-                id,
-                Failure::new(format!(
-                    "Command {name} expects a {} but got a {}",
-                    handler.input_type, payload.type_url
-                ))
-                .with_code(tonic::Code::InvalidArgument),
-            );
-        }
-
         let mut ctx = CommandContext::new(self.entity_id.clone(), self.sequence, id);
-        let action = match guard("the handler", || {
-            (handler.call)(&self.state, payload.value, &mut ctx)
-        }) {
-            Ok(Ok(action)) => action,
-            Ok(Err(failure)) => return failure_reply(id, failure),
-            Err(panic) => return self.panicked(id, &name, &panic),
+        let action = match self.entity.commands().dispatch(
+            self.entity.service_name(),
+            &self.entity_id,
+            &self.state,
+            &name,
+            payload,
+            &mut ctx,
+        ) {
+            Ok(action) => action,
+            Err(failure) => return failure_reply(id, failure),
         };
         let (events, side_effects) = ctx.into_effects();
         let encoded = match guard("to_any", || events.iter().map(Event::to_any).collect()) {
             Ok(encoded) => encoded,
-            Err(panic) => return self.panicked(id, &name, &panic),
+            Err(panic) => return failure_reply(id, panicked(&self.entity_id, &name, &panic)),
         };
 
         // The reply's events become the state's; if applying them fails the state is neither
@@ -215,12 +203,6 @@ impl<E: EventSourcedEntity> Session<E> {
             snapshot,
         }
     }
-
-    /// The failure reply for a command whose user code panicked (the state is untouched).
-    fn panicked(&self, id: i64, name: &str, panic: &str) -> EventSourcedReply {
-        tracing::error!(entity_id = %self.entity_id, command = name, "{panic}");
-        failure_reply(id, Failure::new(format!("Command {name} failed: {panic}")))
-    }
 }
 
 /// Whether a reply taking the event count from `before` to `after` carries a snapshot: it
@@ -243,69 +225,78 @@ fn failure_reply(command_id: i64, failure: Failure) -> EventSourcedReply {
     }
 }
 
-/// Runs user code, turning a panic into a description of it.
-fn guard<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("a non-string panic payload");
-        format!("{what} panicked: {message}")
-    })
+/// The `EventSourced` protocol's messages.
+pub(crate) struct EventSourcedProtocol;
+
+impl EntityProtocol for EventSourcedProtocol {
+    type In = EventSourcedStreamIn;
+    type Out = EventSourcedStreamOut;
+    type Message = event_sourced_stream_in::Message;
+    type Init = EventSourcedInit;
+    type Reply = EventSourcedReply;
+
+    fn message(input: EventSourcedStreamIn) -> Option<Self::Message> {
+        input.message
+    }
+
+    fn init(message: Option<Self::Message>) -> Option<EventSourcedInit> {
+        match message {
+            Some(event_sourced_stream_in::Message::Init(init)) => Some(init),
+            _ => None,
+        }
+    }
+
+    fn target(init: &EventSourcedInit) -> (&str, &str) {
+        (&init.service_name, &init.entity_id)
+    }
+
+    fn reply(reply: EventSourcedReply) -> EventSourcedStreamOut {
+        EventSourcedStreamOut {
+            message: Some(event_sourced_stream_out::Message::Reply(reply)),
+        }
+    }
+
+    fn failure(failure: protocol::Failure) -> EventSourcedStreamOut {
+        EventSourcedStreamOut {
+            message: Some(event_sourced_stream_out::Message::Failure(failure)),
+        }
+    }
 }
 
-/// A session of any entity type, as the server drives it.
-pub(crate) trait StreamHandler: Send {
-    /// See [`Session::handle`].
-    fn handle(
-        &mut self,
-        message: Option<event_sourced_stream_in::Message>,
-    ) -> Result<Option<EventSourcedReply>, Error>;
-}
-
-impl<E: EventSourcedEntity> StreamHandler for Session<E> {
+impl<E: EventSourcedEntity> Session<EventSourcedProtocol> for EventSourcedSession<E> {
     fn handle(
         &mut self,
         message: Option<event_sourced_stream_in::Message>,
     ) -> Result<Option<EventSourcedReply>, Error> {
-        Session::handle(self, message)
+        EventSourcedSession::handle(self, message)
     }
 }
 
-/// A registered entity type of any state type, as the server sees it.
-pub(crate) trait EntityType: Send + Sync {
-    /// The entity as reported at discovery.
-    fn spec(&self) -> protocol::Entity;
-
-    /// `(method, input type, output type)` of every handler, for checking against the
-    /// descriptor set.
-    fn handlers(&self) -> Vec<(&str, &str, &str)>;
-
-    /// Starts a session for the stream that `init` opens.
-    fn start(self: Arc<Self>, init: EventSourcedInit) -> Result<Box<dyn StreamHandler>, Error>;
-}
-
-impl<E: EventSourcedEntity> EntityType for EventSourced<E> {
+impl<E: EventSourcedEntity> Described for EventSourced<E> {
     fn spec(&self) -> protocol::Entity {
-        EventSourced::spec(self)
+        self.settings().spec(protocol::entity_type::EVENT_SOURCED)
     }
 
-    fn handlers(&self) -> Vec<(&str, &str, &str)> {
-        self.commands()
-            .iter()
-            .map(|(name, handler)| {
-                (
-                    name,
-                    handler.input_type.as_str(),
-                    handler.output_type.as_str(),
-                )
-            })
-            .collect()
+    fn signatures(&self) -> Vec<Signature> {
+        self.commands().signatures()
     }
+}
 
-    fn start(self: Arc<Self>, init: EventSourcedInit) -> Result<Box<dyn StreamHandler>, Error> {
-        Ok(Box::new(Session::start(self, init)?))
+impl<E: EventSourcedEntity> EntityType<EventSourcedProtocol> for EventSourced<E> {
+    fn start(
+        self: Arc<Self>,
+        init: EventSourcedInit,
+    ) -> Result<Box<dyn Session<EventSourcedProtocol>>, Error> {
+        Ok(Box::new(EventSourcedSession::start(self, init)?))
+    }
+}
+
+impl<E: EventSourcedEntity> Sealed for EventSourced<E> {
+    fn register(self, services: &mut Services) -> Result<(), Error> {
+        let entity = Arc::new(self);
+        let name = services.check(&*entity)?;
+        services.event_sourced.insert(name, entity);
+        Ok(())
     }
 }
 
@@ -317,7 +308,7 @@ mod tests {
     use super::*;
     use crate::test_entity::{Model, Request, State, Unrelated, appended, model, request};
 
-    fn start(snapshot: Option<(i64, &str)>) -> Session<Model> {
+    fn start(snapshot: Option<(i64, &str)>) -> EventSourcedSession<Model> {
         let init = EventSourcedInit {
             service_name: model().service_name().to_owned(),
             entity_id: "e1".into(),
@@ -328,7 +319,7 @@ mod tests {
                 })),
             }),
         };
-        Session::start(Arc::new(model()), init).unwrap()
+        EventSourcedSession::start(Arc::new(model()), init).unwrap()
     }
 
     fn event(sequence: i64, value: &str) -> Option<event_sourced_stream_in::Message> {
@@ -351,7 +342,7 @@ mod tests {
     }
 
     fn run(
-        session: &mut Session<Model>,
+        session: &mut EventSourcedSession<Model>,
         id: i64,
         name: &str,
         values: &[&str],
@@ -671,7 +662,7 @@ mod tests {
             }),
         };
         assert!(matches!(
-            Session::start(Arc::new(model()), init),
+            EventSourcedSession::start(Arc::new(model()), init),
             Err(Error::Protocol(_))
         ));
         // A snapshot that decodes is fine even when encoded by someone else.
@@ -688,7 +679,7 @@ mod tests {
             }),
         };
         assert_eq!(
-            Session::start(Arc::new(model()), init)
+            EventSourcedSession::start(Arc::new(model()), init)
                 .unwrap()
                 .state()
                 .value,

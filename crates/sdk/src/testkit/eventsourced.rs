@@ -1,40 +1,4 @@
-//! Unit-test entities without a proxy or a network.
-//!
-//! [`EventSourcedTestKit`] plays the proxy's part for one entity instance: it sends the same
-//! protocol messages the proxy would (init, replayed events, commands with ids 1, 2, ...) to the
-//! same dispatch code the [`Server`](crate::Server) runs, keeps a journal of the persisted
-//! events and the latest snapshot, and decodes each reply back into typed values.
-//!
-//! ```
-//! # use cloudstate::{Commands, CommandContext, EventSourced, EventSourcedEntity, Failure};
-//! # #[derive(Clone, PartialEq, prost::Message)]
-//! # pub struct Increment { #[prost(int64, tag = "1")] pub by: i64 }
-//! # impl prost::Name for Increment { const NAME: &'static str = "Increment"; const PACKAGE: &'static str = "counter"; }
-//! # #[derive(Clone, PartialEq, prost::Message)]
-//! # pub struct Incremented { #[prost(int64, tag = "1")] pub by: i64 }
-//! # impl prost::Name for Incremented { const NAME: &'static str = "Incremented"; const PACKAGE: &'static str = "counter"; }
-//! # cloudstate::events! { pub enum CounterEvent { Incremented(Incremented) } }
-//! # #[derive(Default)] struct Counter(i64);
-//! # impl EventSourcedEntity for Counter {
-//! #     type Event = CounterEvent; type Snapshot = ();
-//! #     fn new(_: &str) -> Self { Counter(0) }
-//! #     fn from_snapshot(_: &str, _: ()) -> Self { Counter(0) }
-//! #     fn snapshot(&self) {}
-//! #     fn apply(&mut self, CounterEvent::Incremented(e): &CounterEvent) { self.0 += e.by }
-//! #     fn commands(c: &mut Commands<Self>) {
-//! #         c.add("Increment", |_: &Counter, r: Increment, ctx: &mut CommandContext<CounterEvent>| {
-//! #             ctx.emit(Incremented { by: r.by }); Ok(())
-//! #         });
-//! #     }
-//! # }
-//! use cloudstate::testkit::EventSourcedTestKit;
-//!
-//! let mut counter = EventSourcedTestKit::new(EventSourced::<Counter>::new("counter.Counter"), "c1");
-//! let outcome = counter.command("Increment", Increment { by: 2 }).unwrap();
-//! outcome.reply::<()>().unwrap();
-//! assert_eq!(outcome.events(), [CounterEvent::Incremented(Incremented { by: 2 })]);
-//! assert_eq!(counter.state().0, 2);
-//! ```
+//! The event sourced entity testkit.
 
 use std::fmt;
 use std::sync::Arc;
@@ -46,7 +10,8 @@ use cloudstate_protocol::eventsourced::{
 use cloudstate_protocol::{self as protocol, Any};
 use prost::{Message, Name};
 
-use crate::eventsourced::session::Session;
+use super::ClientAction;
+use crate::eventsourced::session::EventSourcedSession;
 use crate::reply::decode_any;
 use crate::{Error, Event, EventSourced, EventSourcedEntity, Failure, Forward, SideEffect};
 
@@ -54,7 +19,7 @@ use crate::{Error, Event, EventSourced, EventSourcedEntity, Failure, Forward, Si
 pub struct EventSourcedTestKit<E: EventSourcedEntity> {
     entity: Arc<EventSourced<E>>,
     entity_id: String,
-    session: Session<E>,
+    session: EventSourcedSession<E>,
     next_command_id: i64,
     journal: Vec<(i64, E::Event)>,
     snapshot: Option<(i64, E::Snapshot)>,
@@ -135,7 +100,7 @@ impl<E: EventSourcedEntity> EventSourcedTestKit<E> {
                 }),
         };
         let mut kit = EventSourcedTestKit {
-            session: Session::start(entity.clone(), init)?,
+            session: EventSourcedSession::start(entity.clone(), init)?,
             entity,
             entity_id: entity_id.to_owned(),
             next_command_id: 1,
@@ -217,22 +182,9 @@ impl<E: EventSourcedEntity> EventSourcedTestKit<E> {
     }
 }
 
-/// What the client gets for a command.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// A reply message.
-    Reply(Any),
-    /// The command was forwarded.
-    Forward(Forward),
-    /// The command failed.
-    Failure(Failure),
-    /// No client action.
-    NoReply,
-}
-
 /// Everything an entity answered to one command, decoded.
 pub struct Outcome<E: EventSourcedEntity> {
-    action: Action,
+    action: ClientAction,
     events: Vec<E::Event>,
     side_effects: Vec<SideEffect>,
     snapshot: Option<E::Snapshot>,
@@ -240,18 +192,7 @@ pub struct Outcome<E: EventSourcedEntity> {
 
 impl<E: EventSourcedEntity> Outcome<E> {
     fn decode(reply: EventSourcedReply) -> Result<Self, Error> {
-        let action = match reply.client_action.and_then(|action| action.action) {
-            Some(protocol::client_action::Action::Reply(reply)) => {
-                Action::Reply(reply.payload.unwrap_or_default())
-            }
-            Some(protocol::client_action::Action::Forward(forward)) => {
-                Action::Forward(Forward::from_proto(forward))
-            }
-            Some(protocol::client_action::Action::Failure(failure)) => {
-                Action::Failure(Failure::from_proto(failure))
-            }
-            None => Action::NoReply,
-        };
+        let action = ClientAction::from_entity(reply.client_action);
         Ok(Outcome {
             action,
             events: reply
@@ -269,7 +210,7 @@ impl<E: EventSourcedEntity> Outcome<E> {
     }
 
     /// What the client gets.
-    pub fn action(&self) -> &Action {
+    pub fn action(&self) -> &ClientAction {
         &self.action
     }
 
@@ -280,31 +221,17 @@ impl<E: EventSourcedEntity> Outcome<E> {
     /// [`Error::UnexpectedOutcome`] when the command did not reply with an `M` (it failed, was
     /// forwarded, replied nothing or another type).
     pub fn reply<M: Message + Name + Default>(&self) -> Result<M, Error> {
-        match &self.action {
-            Action::Reply(any) => {
-                decode_any(any).map_err(|error| Error::UnexpectedOutcome(format!("reply: {error}")))
-            }
-            other => Err(Error::UnexpectedOutcome(format!(
-                "expected a {} reply, got {other:?}",
-                M::full_name()
-            ))),
-        }
+        self.action.reply()
     }
 
     /// The failure, if the command failed.
     pub fn failure(&self) -> Option<&Failure> {
-        match &self.action {
-            Action::Failure(failure) => Some(failure),
-            _ => None,
-        }
+        self.action.failure()
     }
 
     /// The forward, if the command was forwarded.
     pub fn forward(&self) -> Option<&Forward> {
-        match &self.action {
-            Action::Forward(forward) => Some(forward),
-            _ => None,
-        }
+        self.action.forward()
     }
 
     /// The events the proxy persists, in order (none if the command failed).
@@ -377,7 +304,7 @@ mod tests {
         ));
         assert_eq!(
             *kit.command("Nothing", request(&[])).unwrap().action(),
-            Action::NoReply
+            ClientAction::NoReply
         );
     }
 

@@ -1,0 +1,142 @@
+//! Unit-test entities and actions without a proxy or a network.
+//!
+//! Each testkit plays the proxy's part: it sends the same protocol messages the proxy would to
+//! the same dispatch code the [`Server`](crate::Server) runs, and decodes the answers back into
+//! typed values.
+//!
+//! - [`EventSourcedTestKit`]: one event sourced entity instance (init, replayed events,
+//!   commands with ids 1, 2, ...), with a journal of the persisted events and the latest
+//!   snapshot.
+//! - [`ValueEntityTestKit`]: one value entity instance, with the value the proxy would have
+//!   stored.
+//! - [`ActionTestKit`]: calls of an action in any of the four shapes.
+//!
+//! ```
+//! # use cloudstate::{Commands, CommandContext, EventSourced, EventSourcedEntity, Failure};
+//! # #[derive(Clone, PartialEq, prost::Message)]
+//! # pub struct Increment { #[prost(int64, tag = "1")] pub by: i64 }
+//! # impl prost::Name for Increment { const NAME: &'static str = "Increment"; const PACKAGE: &'static str = "counter"; }
+//! # #[derive(Clone, PartialEq, prost::Message)]
+//! # pub struct Incremented { #[prost(int64, tag = "1")] pub by: i64 }
+//! # impl prost::Name for Incremented { const NAME: &'static str = "Incremented"; const PACKAGE: &'static str = "counter"; }
+//! # cloudstate::events! { pub enum CounterEvent { Incremented(Incremented) } }
+//! # #[derive(Default)] struct Counter(i64);
+//! # impl EventSourcedEntity for Counter {
+//! #     type Event = CounterEvent; type Snapshot = ();
+//! #     fn new(_: &str) -> Self { Counter(0) }
+//! #     fn from_snapshot(_: &str, _: ()) -> Self { Counter(0) }
+//! #     fn snapshot(&self) {}
+//! #     fn apply(&mut self, CounterEvent::Incremented(e): &CounterEvent) { self.0 += e.by }
+//! #     fn commands(c: &mut Commands<Self>) {
+//! #         c.add("Increment", |_: &Counter, r: Increment, ctx: &mut CommandContext<CounterEvent>| {
+//! #             ctx.emit(Incremented { by: r.by }); Ok(())
+//! #         });
+//! #     }
+//! # }
+//! use cloudstate::testkit::EventSourcedTestKit;
+//!
+//! let mut counter = EventSourcedTestKit::new(EventSourced::<Counter>::new("counter.Counter"), "c1");
+//! let outcome = counter.command("Increment", Increment { by: 2 }).unwrap();
+//! outcome.reply::<()>().unwrap();
+//! assert_eq!(outcome.events(), [CounterEvent::Incremented(Incremented { by: 2 })]);
+//! assert_eq!(counter.state().0, 2);
+//! ```
+//!
+//! The crate documentation has examples of the value entity and action testkits.
+
+use cloudstate_protocol::action::action_response;
+use cloudstate_protocol::{self as protocol, Any};
+use prost::{Message, Name};
+
+use crate::reply::decode_any;
+use crate::{Error, Failure, Forward};
+
+mod action;
+mod eventsourced;
+mod value;
+
+pub use self::action::{ActionOutcome, ActionTestKit};
+pub use self::eventsourced::{EventSourcedTestKit, Outcome};
+pub use self::value::{ValueEntityTestKit, ValueOutcome};
+pub use crate::valueentity::StateAction;
+
+/// What the client gets for a command or an action response.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientAction {
+    /// A reply message.
+    Reply(Any),
+    /// The command was forwarded.
+    Forward(Forward),
+    /// The command failed.
+    Failure(Failure),
+    /// No client action.
+    NoReply,
+}
+
+impl ClientAction {
+    /// The client action of an entity's reply.
+    fn from_entity(action: Option<protocol::ClientAction>) -> Self {
+        match action.and_then(|action| action.action) {
+            Some(protocol::client_action::Action::Reply(reply)) => {
+                ClientAction::Reply(reply.payload.unwrap_or_default())
+            }
+            Some(protocol::client_action::Action::Forward(forward)) => {
+                ClientAction::Forward(Forward::from_proto(forward))
+            }
+            Some(protocol::client_action::Action::Failure(failure)) => {
+                ClientAction::Failure(Failure::from_proto(failure))
+            }
+            None => ClientAction::NoReply,
+        }
+    }
+
+    /// The client action of an action's response.
+    fn from_action(response: Option<action_response::Response>) -> Self {
+        match response {
+            Some(action_response::Response::Reply(reply)) => {
+                ClientAction::Reply(reply.payload.unwrap_or_default())
+            }
+            Some(action_response::Response::Forward(forward)) => {
+                ClientAction::Forward(Forward::from_proto(forward))
+            }
+            Some(action_response::Response::Failure(failure)) => {
+                ClientAction::Failure(Failure::from_proto(failure))
+            }
+            None => ClientAction::NoReply,
+        }
+    }
+
+    /// The reply message, decoded as `M`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnexpectedOutcome`] when this is not a reply with an `M` (a failure, a forward,
+    /// no reply, or a reply of another type).
+    pub fn reply<M: Message + Name + Default>(&self) -> Result<M, Error> {
+        match self {
+            ClientAction::Reply(any) => {
+                decode_any(any).map_err(|error| Error::UnexpectedOutcome(format!("reply: {error}")))
+            }
+            other => Err(Error::UnexpectedOutcome(format!(
+                "expected a {} reply, got {other:?}",
+                M::full_name()
+            ))),
+        }
+    }
+
+    /// The failure, if this is one.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            ClientAction::Failure(failure) => Some(failure),
+            _ => None,
+        }
+    }
+
+    /// The forward, if this is one.
+    pub fn forward(&self) -> Option<&Forward> {
+        match self {
+            ClientAction::Forward(forward) => Some(forward),
+            _ => None,
+        }
+    }
+}
