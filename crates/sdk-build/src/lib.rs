@@ -98,6 +98,7 @@ pub struct Builder {
     out_dir: Option<PathBuf>,
     protocol_path: String,
     build_client: bool,
+    extern_paths: Vec<(String, String)>,
 }
 
 impl Default for Builder {
@@ -107,6 +108,7 @@ impl Default for Builder {
             out_dir: None,
             protocol_path: "::cloudstate::protocol".to_owned(),
             build_client: true,
+            extern_paths: Vec::new(),
         }
     }
 }
@@ -151,6 +153,21 @@ impl Builder {
     /// Whether to generate tonic clients for the services (default `true`).
     pub fn build_client(mut self, enable: bool) -> Self {
         self.build_client = enable;
+        self
+    }
+
+    /// Uses existing Rust types for the protobuf package or type `proto_path` (e.g.
+    /// `.com.example.inventory`) instead of generating them: they are at `rust_path` (e.g.
+    /// `::inventory::proto`). For protos that import protos another crate already compiled, so
+    /// that both crates share one Rust type per message. The imported files stay in the
+    /// descriptor set.
+    pub fn extern_path(
+        mut self,
+        proto_path: impl Into<String>,
+        rust_path: impl Into<String>,
+    ) -> Self {
+        self.extern_paths
+            .push((proto_path.into(), rust_path.into()));
         self
     }
 
@@ -207,6 +224,9 @@ impl Builder {
                 format!("{}::Any", self.protocol_path),
             )
             .extern_path(".google.api", format!("{}::google_api", self.protocol_path));
+        for (proto_path, rust_path) in &self.extern_paths {
+            config.extern_path(proto_path, rust_path);
+        }
         // Package `cloudstate` is the protocol crate's root; user packages may live under
         // `cloudstate.*` (the TCK's do), so only the bundled types are mapped, one by one.
         for file in files
@@ -326,6 +346,35 @@ mod tests {
         assert!(code.contains("pub struct CounterClient"));
         assert!(!dir.join("out/cloudstate.rs").exists());
         assert!(!dir.join("out/google.api.rs").exists());
+    }
+
+    #[test]
+    fn extern_paths_reuse_another_crates_types() {
+        let other = r#"
+            syntax = "proto3";
+            package other.pkg;
+            message Thing { string id = 1; }
+        "#;
+        let user = r#"
+            syntax = "proto3";
+            package user.pkg;
+            import "other.proto";
+            service Uses { rpc Get(other.pkg.Thing) returns (other.pkg.Thing); }
+            message Holder { other.pkg.Thing thing = 1; }
+        "#;
+        let tmp = scratch(&[("other.proto", other), ("user.proto", user)]);
+        let dir = tmp.path();
+        Builder::new()
+            .include(dir.join("proto"))
+            .out_dir(dir.join("out"))
+            .extern_path(".other.pkg", "::other_crate::proto")
+            .compile(&["user.proto"])
+            .unwrap();
+        let code = std::fs::read_to_string(dir.join("out/user.pkg.rs")).unwrap();
+        assert!(code.contains("::other_crate::proto::Thing"), "{code}");
+        assert!(!dir.join("out/other.pkg.rs").exists());
+        let bytes = std::fs::read(dir.join("out").join(DESCRIPTOR_SET_FILE)).unwrap();
+        assert!(bytes.windows(11).any(|w| w == b"other.proto"));
     }
 
     #[test]
