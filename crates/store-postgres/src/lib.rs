@@ -25,24 +25,26 @@
 //! Appends and value writes go to one of a few writer tasks (chosen by a hash of the entity
 //! key, so one entity's writes always take the same writer and stay in order), each with its
 //! own connection. A writer takes the first queued request and whatever else is queued behind
-//! it, and applies them all in one transaction with a handful of statements (one `SELECT` of
-//! the stored last sequence numbers and versions, one statement writing events, snapshots and
-//! values from arrays), then one `COMMIT` (one WAL flush) before answering any of them. An idle
-//! writer commits a lone request at once; under load the batches grow by themselves. There are
-//! no timers. See `writer.rs` for the steps.
+//! it, and applies them all with two statements: one `SELECT` of the stored last sequence
+//! numbers and versions, then one statement writing the events, snapshots and values from
+//! arrays, which is a transaction of its own: all of it commits (one WAL flush) or none of it
+//! does, before any request is answered. An idle writer commits a lone request at once; under
+//! load the batches grow by themselves. There are no timers. See `writer.rs` for the steps.
 //!
 //! Each request is checked on its own against the stored numbers as the requests before it in
 //! the batch left them: an append must start exactly one past the stored last sequence number
 //! ([`cloudstate_store::check_append`]), a value write must name the stored version. A refused
 //! request gets [`StoreError::Conflict`] or [`StoreError::InvalidWrite`] and writes nothing;
 //! the rest of the batch commits. The journal's primary key is the final fence against another
-//! process writing the same entity at the same time: if another writer gets in between the
-//! check and the write, the transaction is rolled back and redone one request at a time under
-//! savepoints, and only the requests that lost the race are refused (conflict).
+//! process writing the same entity at the same time: if another writer stores one of the
+//! batch's sequence numbers between the check and the write, the write fails as a whole and the
+//! batch is redone one request at a time, so that only the requests that lost the race are
+//! refused (conflict). A value write is conditional on the version it was checked against; if
+//! another writer changed the value meanwhile, that request alone is refused.
 //!
-//! "Acknowledged" means committed: a write resolves after its `COMMIT` returned (with the
-//! server's `synchronous_commit`, by default a flush to disk). A write whose future is dropped
-//! earlier may or may not be stored.
+//! "Acknowledged" means committed: a write resolves after the server answered the committing
+//! statement (with the server's `synchronous_commit`, by default after a flush to disk). A
+//! write whose future is dropped earlier may or may not be stored.
 //!
 //! # Reads
 //! [`Store::load_journal`] reads the snapshot and the events after it in one statement (one
@@ -56,15 +58,15 @@
 //! server that does not answer at all). When the database is down, operations fail with
 //! [`StoreError::Unavailable`] naming the server and the cause, as soon as connecting is
 //! refused; nothing needs restarting when it is back: broken connections are dropped and new
-//! ones opened on the next operation. A write whose connection breaks during `COMMIT` is
-//! reported as unavailable with its outcome unknown; any other failure of a write says that
-//! nothing was stored.
+//! ones opened on the next operation. A write whose connection breaks (or times out) while its
+//! committing statement runs is reported as unavailable with its outcome unknown ("may or may
+//! not be stored"); any other failure of a write says that nothing was stored.
 //!
 //! # Why sqlx, and its connections rather than its pool
 //! sqlx 0.9 with runtime queries (`sqlx::query(..).bind(..)`): its prepared-statement cache
-//! and array binding carry a whole batch in a few round trips, and group commit already
-//! amortises each round trip over every request of a batch, so the pipelining of
-//! tokio-postgres would save little. sqlx's `Pool`, though, keeps retrying a refused connection
+//! and array binding carry a whole batch in two round trips, the second depends on the answer
+//! to the first, and group commit amortises both over every request of a batch, so the
+//! pipelining of tokio-postgres would save little. sqlx's `Pool`, though, keeps retrying a refused connection
 //! until its acquire timeout and pings around every use; the store keeps its own small pool
 //! (see `connection.rs`) so that an outage is reported at once and connections are reused
 //! without extra round trips.

@@ -1,26 +1,28 @@
 //! The writer tasks: the only place that writes, one group commit at a time per writer.
 //!
 //! A writer takes the first queued request, then whatever else is already queued (up to
-//! [`MAX_BATCH`] requests or [`MAX_BATCH_BYTES`]), and applies them in one transaction:
+//! [`MAX_BATCH`] requests or [`MAX_BATCH_BYTES`]), and applies them with two statements:
 //!
-//! 1. `BEGIN`;
-//! 2. one `SELECT` reads the stored last sequence number or version of every entity in the
+//! 1. one `SELECT` reads the stored last sequence number or version of every entity in the
 //!    batch;
-//! 3. the requests are checked in order against those numbers as the earlier requests of the
+//! 2. the requests are checked in order against those numbers as the earlier requests of the
 //!    batch change them ([`check_append`], version comparison): refused requests get their own
 //!    error and write nothing;
-//! 4. one statement writes everything that passed: the events (`INSERT` from arrays), the
+//! 3. one statement writes everything that passed: the events (`INSERT` from arrays), the
 //!    latest snapshot per entity (upsert), and each value's final state (insert, update or
-//!    delete, each conditional on the version read in step 2);
-//! 5. `COMMIT`; only then is any request answered.
+//!    delete, each conditional on the version read in step 1). A single statement outside an
+//!    explicit transaction is a transaction of its own: it commits (one WAL flush) before the
+//!    server answers, and only then is any request answered.
 //!
-//! Another process may write between steps 2 and 4. Then step 4 fails on the journal's primary
-//! key (the first new sequence number now exists) or a value's insert or version condition does
-//! not match, and the transaction is rolled back and applied again one request at a time, each
-//! under its own `SAVEPOINT`: a request that loses to the other writer is rolled back to its
-//! savepoint and gets [`StoreError::Conflict`], the others commit.
+//! Another process may write between steps 1 and 3. If it stored one of the batch's events
+//! first, the journal's primary key fails the whole statement (nothing is written), and the
+//! batch is applied again one request at a time, each with its own two statements: a request
+//! that loses to the other writer again gets [`StoreError::Conflict`], the others commit. If it
+//! changed or created one of the batch's values, that value's conditional write matches no row;
+//! the statement reports which value rows it wrote, and the requests for the others get
+//! [`StoreError::Conflict`] while the rest of the batch stands.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use cloudstate_store::{Any, EntityKey, Event, Snapshot, StoreError, ValueWrite, check_append};
@@ -80,6 +82,26 @@ impl Request {
             },
         }
     }
+
+    /// The conflict of a request that lost a race with another writer.
+    fn lost_race(&self) -> StoreError {
+        let detail = match &self.op {
+            Op::Append { events, .. } => format!(
+                "another writer stored sequence number {} at the same time",
+                events.first().map_or(0, |event| event.sequence_nr)
+            ),
+            Op::WriteValue {
+                expected_version, ..
+            } => format!(
+                "another writer changed the value from version {expected_version} at the same \
+                 time"
+            ),
+        };
+        StoreError::Conflict {
+            key: self.key.clone(),
+            detail,
+        }
+    }
 }
 
 /// Starts a writer task taking requests from `queue`. It runs until every sender is gone and
@@ -92,66 +114,62 @@ pub(crate) fn spawn(connector: Arc<Connector>, queue: mpsc::Receiver<Request>) {
     tokio::spawn(writer.run(queue));
 }
 
-/// How a batch failed as a whole.
+/// How applying a batch failed as a whole.
 enum Failure {
-    /// Another writer got in between (batch mode only): roll back, go one by one.
+    /// Another writer stored one of the batch's events first; nothing was written.
     Race,
-    /// No connection could be opened.
+    /// No connection could be opened; nothing was written.
     Connect(sqlx::Error),
-    /// A statement before `COMMIT` failed; the transaction was not committed.
-    BeforeCommit(&'static str, sqlx::Error),
-    /// The server answered `COMMIT` with an error: not committed.
-    CommitRefused(sqlx::Error),
-    /// The connection broke (or timed out) during `COMMIT`: committed or not, nobody knows.
-    CommitUnknown(sqlx::Error),
+    /// Reading the stored numbers failed; nothing was written.
+    Read(sqlx::Error),
+    /// The server refused the write with an error; nothing was written.
+    WriteRefused(sqlx::Error),
+    /// The connection broke (or timed out) while the write was running or committing:
+    /// committed or not, nobody knows.
+    WriteUnknown(sqlx::Error),
 }
 
 impl Failure {
     fn describe(&self, address: &str, writes: usize) -> String {
-        let none = format!("none of the {writes} writes of this transaction was stored");
+        let none = if writes == 1 {
+            "the write was not stored".to_owned()
+        } else {
+            format!("none of the {writes} writes of this batch was stored")
+        };
         match self {
             Failure::Race => {
-                format!("PostgreSQL at {address}: concurrent writers kept interfering; {none}")
+                format!("PostgreSQL at {address}: a concurrent writer interfered; {none}")
             }
             Failure::Connect(error) => {
                 format!("{}; {none}", unavailable(address, "connecting", error))
             }
-            Failure::BeforeCommit(what, error) => {
-                format!("{}; {none}", unavailable(address, what, error))
+            Failure::Read(error) => format!(
+                "{}; {none}",
+                unavailable(
+                    address,
+                    "reading the stored sequence numbers and versions",
+                    error
+                )
+            ),
+            Failure::WriteRefused(error) => {
+                format!("{}; {none}", unavailable(address, "writing", error))
             }
-            Failure::CommitRefused(error) => {
-                format!("{}; {none}", unavailable(address, "COMMIT", error))
-            }
-            Failure::CommitUnknown(error) => format!(
-                "PostgreSQL at {address}: the connection was lost during COMMIT ({error}); the \
-                 outcome is unknown: each of the {writes} writes of this transaction may or may \
-                 not be stored"
+            Failure::WriteUnknown(error) => format!(
+                "PostgreSQL at {address}: the connection was lost while the write was committing \
+                 ({error}); the outcome is unknown: {}",
+                if writes == 1 {
+                    "the write may or may not be stored".to_owned()
+                } else {
+                    format!("each of the {writes} writes of this batch may or may not be stored")
+                }
             ),
         }
     }
 }
 
-/// How one step inside the transaction failed.
-enum Step {
-    /// Another writer wrote one of the entities since they were read.
-    Race,
-    /// The database failed.
-    Failed(&'static str, sqlx::Error),
-}
-
-/// How requests are applied inside the transaction.
-#[derive(Clone, Copy)]
-enum Mode {
-    /// All requests with a few statements.
-    Batch,
-    /// Each request under its own savepoint.
-    OneByOne,
-}
-
 struct Writer {
     connector: Arc<Connector>,
-    /// Kept between batches; dropped after any failure (the server then rolls back whatever
-    /// the connection had open).
+    /// Kept between batches; dropped after it fails.
     connection: Option<PgConnection>,
 }
 
@@ -181,174 +199,124 @@ impl Writer {
         }
     }
 
-    /// Applies `batch` in one transaction, commits it, and answers (and removes) every request.
+    /// Applies `batch` (one commit, unless another writer interferes), and answers (and
+    /// removes) every request.
     async fn commit(&mut self, batch: &mut Vec<Request>) {
-        let result = match self.transaction(batch, Mode::Batch).await {
+        let outcomes = match self.apply(batch).await {
+            Ok(outcomes) => outcomes,
             Err(Failure::Race) => {
                 tracing::debug!(
                     requests = batch.len(),
                     "another writer interfered with a batch; applying it one request at a time"
                 );
-                self.transaction(batch, Mode::OneByOne).await
-            }
-            other => other,
-        };
-        match result {
-            Ok(outcomes) => {
-                for (request, outcome) in batch.drain(..).zip(outcomes) {
-                    // The caller may have stopped waiting; its write stands all the same.
-                    let _ = request.reply.send(outcome);
-                }
+                self.one_by_one(batch).await
             }
             Err(failure) => {
                 let detail = failure.describe(&self.connector.address, batch.len());
                 tracing::warn!("{detail}");
-                for request in batch.drain(..) {
-                    let _ = request
-                        .reply
-                        .send(Err(StoreError::Unavailable(detail.clone())));
-                }
+                batch
+                    .iter()
+                    .map(|_| Err(StoreError::Unavailable(detail.clone())))
+                    .collect()
             }
+        };
+        for (request, outcome) in batch.drain(..).zip(outcomes) {
+            // The caller may have stopped waiting; its write stands all the same.
+            let _ = request.reply.send(outcome);
         }
     }
 
-    /// One transaction over `batch`: the outcome of every request, in order, once committed.
-    async fn transaction(
-        &mut self,
-        batch: &[Request],
-        mode: Mode,
-    ) -> Result<Vec<Outcome>, Failure> {
+    /// Applies every request on its own (each its own commit); a request that races with
+    /// another writer again is refused with a conflict. After a failure the remaining requests
+    /// are not attempted.
+    async fn one_by_one(&mut self, batch: &[Request]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut failed: Option<String> = None;
+        for request in batch {
+            if let Some(detail) = &failed {
+                outcomes.push(Err(StoreError::Unavailable(format!(
+                    "{detail}; a write of the same batch after it was not attempted and is not \
+                     stored"
+                ))));
+                continue;
+            }
+            match self.apply(std::slice::from_ref(request)).await {
+                Ok(outcome) => outcomes.extend(outcome),
+                Err(Failure::Race) => outcomes.push(Err(request.lost_race())),
+                Err(failure) => {
+                    let detail = failure.describe(&self.connector.address, 1);
+                    tracing::warn!("{detail}");
+                    outcomes.push(Err(StoreError::Unavailable(detail.clone())));
+                    failed = Some(detail);
+                }
+            }
+        }
+        outcomes
+    }
+
+    /// Reads, checks and writes `requests`: the outcome of every request.
+    async fn apply(&mut self, requests: &[Request]) -> Result<Vec<Outcome>, Failure> {
+        let mut slots: Vec<Slot<'_>> = Vec::new();
+        let mut index: HashMap<Slot<'_>, usize> = HashMap::new();
+        let request_slots: Vec<usize> = requests
+            .iter()
+            .map(|request| {
+                let slot = (&request.key, matches!(request.op, Op::WriteValue { .. }));
+                *index.entry(slot).or_insert_with(|| {
+                    slots.push(slot);
+                    slots.len() - 1
+                })
+            })
+            .collect();
         let connector = self.connector.clone();
-        let mut connection = self.begin().await?;
-        let applied = match mode {
-            Mode::Batch => apply(&connector, &mut connection, batch).await,
-            Mode::OneByOne => one_by_one(&connector, &mut connection, batch).await,
-        };
-        let outcomes = match applied {
-            Ok(outcomes) => outcomes,
-            Err(Step::Race) => {
-                let rollback = sqlx::raw_sql("ROLLBACK").execute(&mut connection);
-                if connector.bounded(rollback).await.is_ok() {
-                    self.connection = Some(connection);
-                }
-                return Err(Failure::Race);
-            }
-            // Dropping the connection rolls the transaction back.
-            Err(Step::Failed(what, error)) => return Err(Failure::BeforeCommit(what, error)),
-        };
-        let commit = sqlx::raw_sql("COMMIT").execute(&mut connection);
-        match connector.bounded(commit).await {
-            Ok(_) => {
-                self.connection = Some(connection);
-                Ok(outcomes)
-            }
-            Err(error) if is_connection_error(&error) => Err(Failure::CommitUnknown(error)),
-            Err(error) => Err(Failure::CommitRefused(error)),
+        let (connection, stored) = self.read_state(&slots).await?;
+        let (mut outcomes, changes) = check(requests, &request_slots, &stored);
+        if changes.is_empty() {
+            return Ok(outcomes);
         }
+        let expected = changes.value_rows();
+        let written = match write(&connector, connection, changes).await {
+            Ok(written) => written,
+            Err(failure) => {
+                if matches!(failure, Failure::WriteUnknown(_)) {
+                    self.connection = None;
+                }
+                return Err(failure);
+            }
+        };
+        // A value whose row was not written: another writer changed it since it was read.
+        for ((request, slot), outcome) in requests.iter().zip(&request_slots).zip(&mut outcomes) {
+            if outcome.is_ok() && expected.contains(slot) && !written.contains(&request.key) {
+                *outcome = Err(request.lost_race());
+            }
+        }
+        Ok(outcomes)
     }
 
-    /// A connection with a transaction begun: the kept one, or a new one if there is none or
-    /// it turns out to be broken (nothing of the batch has been sent at that point).
-    async fn begin(&mut self) -> Result<PgConnection, Failure> {
+    /// The stored numbers of `slots`, on the kept connection or a new one: a kept connection
+    /// may have broken since its last use, and the read changes nothing, so it is tried again
+    /// once on a new connection.
+    async fn read_state(
+        &mut self,
+        slots: &[Slot<'_>],
+    ) -> Result<(&mut PgConnection, Vec<u64>), Failure> {
         if let Some(mut connection) = self.connection.take() {
-            let begin = sqlx::raw_sql("BEGIN").execute(&mut connection);
-            match self.connector.bounded(begin).await {
-                Ok(_) => return Ok(connection),
+            match read_state(&self.connector, &mut connection, slots).await {
+                Ok(stored) => return Ok((self.connection.insert(connection), stored)),
                 Err(error) if is_connection_error(&error) => {}
-                Err(error) => return Err(Failure::BeforeCommit("BEGIN", error)),
+                Err(error) => return Err(Failure::Read(error)),
             }
         }
         let mut connection = self.connector.connect().await.map_err(Failure::Connect)?;
-        let begin = sqlx::raw_sql("BEGIN").execute(&mut connection);
-        self.connector
-            .bounded(begin)
+        let stored = read_state(&self.connector, &mut connection, slots)
             .await
-            .map_err(|error| Failure::BeforeCommit("BEGIN", error))?;
-        Ok(connection)
+            .map_err(Failure::Read)?;
+        Ok((self.connection.insert(connection), stored))
     }
-}
-
-/// Applies every request, each under its own savepoint; a request that races with another
-/// writer is rolled back alone and refused with a conflict.
-async fn one_by_one(
-    connector: &Connector,
-    connection: &mut PgConnection,
-    batch: &[Request],
-) -> Result<Vec<Outcome>, Step> {
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for request in batch {
-        execute(connector, connection, "SAVEPOINT request").await?;
-        match apply(connector, connection, std::slice::from_ref(request)).await {
-            Ok(outcome) => {
-                execute(connector, connection, "RELEASE SAVEPOINT request").await?;
-                outcomes.extend(outcome);
-            }
-            Err(Step::Race) => {
-                let sql = "ROLLBACK TO SAVEPOINT request; RELEASE SAVEPOINT request";
-                execute(connector, connection, sql).await?;
-                let detail = match &request.op {
-                    Op::Append { events, .. } => format!(
-                        "another writer stored sequence number {} at the same time",
-                        events.first().map_or(0, |event| event.sequence_nr)
-                    ),
-                    Op::WriteValue {
-                        expected_version, ..
-                    } => format!(
-                        "another writer changed the value from version {expected_version} at \
-                         the same time"
-                    ),
-                };
-                outcomes.push(Err(StoreError::Conflict {
-                    key: request.key.clone(),
-                    detail,
-                }));
-            }
-            Err(failed) => return Err(failed),
-        }
-    }
-    Ok(outcomes)
-}
-
-async fn execute(
-    connector: &Connector,
-    connection: &mut PgConnection,
-    sql: &'static str,
-) -> Result<(), Step> {
-    connector
-        .bounded(sqlx::raw_sql(sql).execute(connection))
-        .await
-        .map(|_| ())
-        .map_err(|error| Step::Failed(sql, error))
 }
 
 /// An entity as the batch sees it: a journal or a value under one key.
 type Slot<'b> = (&'b EntityKey, bool);
-
-/// Reads, checks and writes `batch` inside the open transaction; the outcome of every request.
-async fn apply(
-    connector: &Connector,
-    connection: &mut PgConnection,
-    batch: &[Request],
-) -> Result<Vec<Outcome>, Step> {
-    let mut slots: Vec<Slot<'_>> = Vec::new();
-    let mut index: HashMap<Slot<'_>, usize> = HashMap::new();
-    let request_slots: Vec<usize> = batch
-        .iter()
-        .map(|request| {
-            let slot = (&request.key, matches!(request.op, Op::WriteValue { .. }));
-            *index.entry(slot).or_insert_with(|| {
-                slots.push(slot);
-                slots.len() - 1
-            })
-        })
-        .collect();
-    let stored = read_state(connector, connection, &slots).await?;
-    let (outcomes, changes) = check(batch, &request_slots, &stored);
-    if !changes.is_empty() {
-        write(connector, connection, changes).await?;
-    }
-    Ok(outcomes)
-}
 
 /// The stored last sequence number (journals) or version (values) of every slot, 0 if none.
 const READ_STATE: &str = "
@@ -365,8 +333,7 @@ async fn read_state(
     connector: &Connector,
     connection: &mut PgConnection,
     slots: &[Slot<'_>],
-) -> Result<Vec<u64>, Step> {
-    let failed = |error| Step::Failed("reading the stored sequence numbers and versions", error);
+) -> Result<Vec<u64>, sqlx::Error> {
     let query = sqlx::query(READ_STATE)
         .bind(
             slots
@@ -381,22 +348,17 @@ async fn read_state(
                 .collect::<Vec<_>>(),
         )
         .bind(slots.iter().map(|(_, value)| *value).collect::<Vec<_>>());
-    let rows = connector
-        .bounded(query.fetch_all(connection))
-        .await
-        .map_err(failed)?;
+    let rows = connector.bounded(query.fetch_all(connection)).await?;
     let mut stored = vec![0; slots.len()];
     for row in rows {
-        let i: i64 = row.try_get(0).map_err(failed)?;
-        let number: Option<i64> = row.try_get(1).map_err(failed)?;
+        let i: i64 = row.try_get(0)?;
+        let number: Option<i64> = row.try_get(1)?;
         let slot = usize::try_from(i - 1)
             .ok()
             .and_then(|i| stored.get_mut(i))
-            .ok_or_else(|| failed(sqlx::Error::Protocol(format!("unexpected ordinal {i}"))))?;
+            .ok_or_else(|| sqlx::Error::Protocol(format!("unexpected ordinal {i}")))?;
         *slot = number.map_or(Ok(0), u64::try_from).map_err(|_| {
-            failed(sqlx::Error::Protocol(format!(
-                "negative sequence number or version {number:?}"
-            )))
+            sqlx::Error::Protocol(format!("negative sequence number or version {number:?}"))
         })?;
     }
     Ok(stored)
@@ -424,6 +386,15 @@ struct ValueChange<'b> {
 impl Changes<'_> {
     fn is_empty(&self) -> bool {
         self.events.is_empty() && self.snapshots.is_empty() && self.values.is_empty()
+    }
+
+    /// The value slots whose row the write must insert, update or delete.
+    fn value_rows(&self) -> HashSet<usize> {
+        self.values
+            .iter()
+            .filter(|(_, change)| change.stored != 0 || change.payload.is_some())
+            .map(|(&slot, _)| slot)
+            .collect()
     }
 }
 
@@ -517,8 +488,8 @@ fn check<'b>(
     (outcomes, changes)
 }
 
-/// Writes a batch's changes in one statement; returns how many value rows it updated and
-/// deleted.
+/// Writes a batch's changes in one statement (a transaction of its own); returns the keys of
+/// the value rows it inserted, updated or deleted.
 const WRITE: &str = "
 WITH new_events AS (
     INSERT INTO journal (persistence_id, entity_id, sequence_nr, type_url, payload)
@@ -532,20 +503,22 @@ WITH new_events AS (
 ), created AS (
     INSERT INTO value_entities (persistence_id, entity_id, version, type_url, payload)
     SELECT * FROM unnest($11::bytea[], $12::bytea[], $13::bigint[], $14::bytea[], $15::bytea[])
+    ON CONFLICT (persistence_id, entity_id) DO NOTHING
+    RETURNING persistence_id, entity_id
 ), updated AS (
     UPDATE value_entities v
     SET version = u.version, type_url = u.type_url, payload = u.payload, written_at = now()
     FROM unnest($16::bytea[], $17::bytea[], $18::bigint[], $19::bigint[], $20::bytea[],
                 $21::bytea[]) AS u(p, e, stored, version, type_url, payload)
     WHERE v.persistence_id = u.p AND v.entity_id = u.e AND v.version = u.stored
-    RETURNING 1
+    RETURNING v.persistence_id, v.entity_id
 ), deleted AS (
     DELETE FROM value_entities v
     USING unnest($22::bytea[], $23::bytea[], $24::bigint[]) AS d(p, e, stored)
     WHERE v.persistence_id = d.p AND v.entity_id = d.e AND v.version = d.stored
-    RETURNING 1
+    RETURNING v.persistence_id, v.entity_id
 )
-SELECT (SELECT count(*) FROM updated), (SELECT count(*) FROM deleted)";
+SELECT * FROM created UNION ALL SELECT * FROM updated UNION ALL SELECT * FROM deleted";
 
 /// Rows of one table as parallel columns, the way `unnest` takes them.
 #[derive(Default)]
@@ -571,18 +544,19 @@ impl<'b> Columns<'b> {
     }
 }
 
+/// Runs [`WRITE`]; the keys of the value rows it wrote.
 async fn write(
     connector: &Connector,
     connection: &mut PgConnection,
     changes: Changes<'_>,
-) -> Result<(), Step> {
+) -> Result<HashSet<EntityKey>, Failure> {
     let Changes {
         mut events,
         snapshots,
         values,
     } = changes;
-    // Rows go in key order, so that two writers (two proxies) inserting into the same index
-    // pages lock them in the same order rather than deadlocking.
+    // Rows go in key order, so that two writers (two proxies) inserting the same keys wait for
+    // each other in the same order rather than deadlocking.
     events.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     let mut snapshots: Vec<_> = snapshots.into_values().collect();
     snapshots.sort_by(|a, b| a.0.cmp(b.0));
@@ -598,6 +572,7 @@ async fn write(
         snapshot_columns.push(key, 0, sequence_nr, Some(payload));
     }
     let (mut created, mut updated, mut deleted) = Default::default();
+    let mut keys = HashMap::new();
     for value in values {
         let columns: &mut Columns<'_> = match (value.stored, value.payload) {
             (0, None) => continue,
@@ -606,8 +581,14 @@ async fn write(
             (_, None) => &mut deleted,
         };
         columns.push(value.key, value.stored, value.version, value.payload);
+        keys.insert(
+            (
+                value.key.persistence_id.as_bytes(),
+                value.key.entity_id.as_bytes(),
+            ),
+            value.key,
+        );
     }
-    let expected = (updated.numbers.len(), deleted.numbers.len());
 
     let query = sqlx::query(WRITE)
         .bind(event_columns.persistence_ids)
@@ -634,26 +615,34 @@ async fn write(
         .bind(deleted.persistence_ids)
         .bind(deleted.entity_ids)
         .bind(deleted.stored);
-    let row = match connector.bounded(query.fetch_one(connection)).await {
-        Ok(row) => row,
-        // unique_violation: a sequence number or value row another writer has just stored;
+    // The rows are read to the end of the server's answer, which comes after the commit.
+    let rows = match connector.bounded(query.fetch_all(connection)).await {
+        Ok(rows) => rows,
+        // unique_violation: a sequence number another writer has just stored;
         // deadlock_detected: two writers inserting the same keys in different orders.
         Err(error) if matches!(sql_state(&error).as_deref(), Some("23505" | "40P01")) => {
-            return Err(Step::Race);
+            return Err(Failure::Race);
         }
-        Err(error) => return Err(Step::Failed("writing", error)),
+        Err(error) if is_connection_error(&error) => return Err(Failure::WriteUnknown(error)),
+        Err(error) => return Err(Failure::WriteRefused(error)),
     };
-    let failed = |error| Step::Failed("reading the write's row counts", error);
-    let counts: (i64, i64) = (
-        row.try_get(0).map_err(failed)?,
-        row.try_get(1).map_err(failed)?,
-    );
-    let matches = |count: i64, expected: usize| usize::try_from(count).ok() == Some(expected);
-    if !(matches(counts.0, expected.0) && matches(counts.1, expected.1)) {
-        // A version changed since it was read.
-        return Err(Step::Race);
+    let mut written = HashSet::with_capacity(rows.len());
+    for row in rows {
+        let key = (|| -> Result<_, sqlx::Error> {
+            let persistence_id: &[u8] = row.try_get(0)?;
+            let entity_id: &[u8] = row.try_get(1)?;
+            Ok(keys.get(&(persistence_id, entity_id)).copied())
+        })();
+        match key {
+            Ok(Some(key)) => {
+                written.insert(key.clone());
+            }
+            Ok(None) => {}
+            // Committed, but which values were is not known.
+            Err(error) => return Err(Failure::WriteUnknown(error)),
+        }
     }
-    Ok(())
+    Ok(written)
 }
 
 #[cfg(test)]

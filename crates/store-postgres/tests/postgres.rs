@@ -361,8 +361,9 @@ async fn commit(mut connection: PgConnection) {
 }
 
 /// Another writer commits between a batch's read and its write, first while the whole batch is
-/// applied at once and then while it is applied one request at a time: only the requests for
-/// the entities the other writer took are refused; the rest of the batch commits.
+/// applied at once and then while it is applied one request at a time; then it changes a value
+/// a batch is about to update: only the requests for the entities the other writer took are
+/// refused; the rest of the batch commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_that_lose_a_race_inside_a_batch_fail_alone() {
     let url = database();
@@ -427,6 +428,70 @@ async fn requests_that_lose_a_race_inside_a_batch_fail_alone() {
         assert_eq!(recovery.events, vec![event(1, "other")], "{key}");
     }
     let recovery = store.load_journal(&keys[3]).await.unwrap();
+    assert_eq!(recovery.events, vec![event(1, "ours")]);
+
+    // A value and an append queue up behind another blocker; the value's update then waits for
+    // another writer's uncommitted update of the same row, which commits a new version first.
+    let value = EntityKey::new("p", "value");
+    store
+        .write_value(&value, 0, ValueWrite::Update(any("one")))
+        .await
+        .unwrap();
+    let mut value_holder = PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "BEGIN; UPDATE value_entities SET version = 2, payload = 'theirs'::bytea
+         WHERE entity_id = 'value'",
+    )
+    .execute(&mut value_holder)
+    .await
+    .unwrap();
+    let value_xid: String = sqlx::query("SELECT pg_current_xact_id()::text")
+        .fetch_one(&mut value_holder)
+        .await
+        .unwrap()
+        .get(0);
+    let second_blocker = EntityKey::new("p", "blocker2");
+    let (blocker_holder, blocker_xid) = hold_event(&url, &second_blocker, 1).await;
+    let blocker = append(&second_blocker);
+    wait_for_lock_on(&url, &blocker_xid).await;
+    let update = {
+        let (store, value) = (store.clone(), value.clone());
+        tokio::spawn(async move {
+            store
+                .write_value(&value, 1, ValueWrite::Update(any("ours")))
+                .await
+        })
+    };
+    let bystander = append(&EntityKey::new("p", "k4"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    commit(blocker_holder).await;
+    wait_for_lock_on(&url, &value_xid).await;
+    commit(value_holder).await;
+
+    assert!(matches!(
+        blocker.await.unwrap(),
+        Err(StoreError::Conflict { .. })
+    ));
+    let update = update.await.unwrap();
+    assert!(
+        matches!(&update, Err(StoreError::Conflict { key, .. }) if key == &value),
+        "{update:?}"
+    );
+    bystander.await.unwrap().unwrap();
+    assert_eq!(
+        store.load_value(&value).await.unwrap(),
+        Some(Value {
+            version: 2,
+            payload: Any {
+                type_url: "type.googleapis.com/test.T".into(),
+                value: "theirs".into(),
+            },
+        })
+    );
+    let recovery = store
+        .load_journal(&EntityKey::new("p", "k4"))
+        .await
+        .unwrap();
     assert_eq!(recovery.events, vec![event(1, "ours")]);
 }
 
