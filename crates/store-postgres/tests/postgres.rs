@@ -696,3 +696,90 @@ async fn undecodable_stored_rows_are_reported_not_panicked_on() {
     store.append(&gap, vec![event(4, "a")], None).await.unwrap();
     store.ping().await.unwrap();
 }
+
+fn signal(pid: i32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// A write waiting behind another writer's lock is cancelled by the server's statement timeout
+/// and reported as not stored; if the server stops answering altogether, the client gives up a
+/// second later and reports the outcome as unknown. Either way the store goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_writes_fail_within_the_statement_timeout() {
+    let url = database();
+    let store = Arc::new(
+        PostgresStore::connect(
+            &url,
+            PostgresOptions {
+                statement_timeout: Duration::from_millis(500),
+                ..PostgresOptions::default()
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    let key = EntityKey::new("p", "stuck");
+    let (holder, xid) = hold_event(&url, &key, 1).await;
+    let started = Instant::now();
+    let result = store.append(&key, vec![event(1, "ours")], None).await;
+    let elapsed = started.elapsed();
+    match result {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("statement timeout"), "{message}");
+            assert!(message.contains("was not stored"), "{message}");
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    assert!(
+        elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+
+    // Now the server process serving the write freezes while the write waits.
+    let append = {
+        let (store, key) = (store.clone(), key.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = store.append(&key, vec![event(1, "ours")], None).await;
+            (result, started.elapsed())
+        })
+    };
+    wait_for_lock_on(&url, &xid).await;
+    let mut connection = PgConnection::connect(&url).await.unwrap();
+    let pid: i32 = sqlx::query(
+        "SELECT pid FROM pg_locks
+         WHERE NOT granted AND locktype = 'transactionid' AND transactionid::text = $1",
+    )
+    .bind(&xid)
+    .fetch_one(&mut connection)
+    .await
+    .unwrap()
+    .get(0);
+    signal(pid, "-STOP");
+    let (result, elapsed) = append.await.unwrap();
+    signal(pid, "-CONT");
+    match result {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("outcome is unknown"), "{message}");
+        }
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    }
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+
+    // The other writer wins; the store answers again.
+    commit(holder).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.append(&key, vec![event(2, "ours")], None).await {
+            Ok(()) => break,
+            Err(error) => assert!(Instant::now() < deadline, "{error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let recovery = store.load_journal(&key).await.unwrap();
+    assert_eq!(recovery.events, vec![event(1, "other"), event(2, "ours")]);
+}
