@@ -129,11 +129,8 @@ impl Pool {
                 ))
             })?
             .map_err(|_| StoreError::Unavailable("the read pool is closed".into()))?;
-        loop {
-            let popped = self.lock().pop();
-            let Some((mut connection, since)) = popped else {
-                break;
-            };
+        let popped = self.lock().pop();
+        if let Some((mut connection, since)) = popped {
             if since.elapsed() < CHECK_IDLE_AFTER
                 || self.connector.bounded(connection.ping()).await.is_ok()
             {
@@ -143,6 +140,8 @@ impl Pool {
                     _permit: permit,
                 });
             }
+            // The others idled as long and most likely lead to the same lost server.
+            self.lock().clear();
         }
         let connection = self
             .connector
@@ -212,6 +211,12 @@ pub(crate) fn is_connection_error(error: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         _ => false,
     }
+}
+
+/// Whether `error` is a client-side timeout of [`Connector::connect`] or
+/// [`Connector::bounded`]: the server may still be working on the statement.
+pub(crate) fn timed_out(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Io(error) if error.kind() == std::io::ErrorKind::TimedOut)
 }
 
 /// The SQLSTATE of a database error, if it is one.

@@ -29,7 +29,7 @@ use cloudstate_store::{Any, EntityKey, Event, Snapshot, StoreError, ValueWrite, 
 use sqlx::{PgConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::connection::{Connector, is_connection_error, sql_state, unavailable};
+use crate::connection::{Connector, is_connection_error, sql_state, timed_out, unavailable};
 
 /// The most requests one transaction takes: bounds the latency a request queued behind a big
 /// batch sees.
@@ -294,8 +294,8 @@ impl Writer {
     }
 
     /// The stored numbers of `slots`, on the kept connection or a new one: a kept connection
-    /// may have broken since its last use, and the read changes nothing, so it is tried again
-    /// once on a new connection.
+    /// may have broken since its last use, and the read changes nothing, so after a broken
+    /// connection (not a slow one) it is tried again once on a new connection.
     async fn read_state(
         &mut self,
         slots: &[Slot<'_>],
@@ -303,7 +303,7 @@ impl Writer {
         if let Some(mut connection) = self.connection.take() {
             match read_state(&self.connector, &mut connection, slots).await {
                 Ok(stored) => return Ok((self.connection.insert(connection), stored)),
-                Err(error) if is_connection_error(&error) => {}
+                Err(error) if is_connection_error(&error) && !timed_out(&error) => {}
                 Err(error) => return Err(Failure::Read(error)),
             }
         }
