@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::{Buf, BufMut, Bytes};
-use cloudstate_engine::{EntityKind, ReplyStream};
+use cloudstate_engine::{EntityKind, MethodDef, ReplyStream};
 use cloudstate_protocol::{Metadata, MetadataEntry, metadata_entry};
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
@@ -13,8 +13,8 @@ use tonic::metadata::{KeyAndValueRef, MetadataMap};
 
 use crate::IngressState;
 
-/// Largest request message the proxy accepts.
-const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+/// Largest request message (and HTTP request body) the proxy accepts.
+pub(crate) const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 
 /// A codec that moves message bytes in and out of gRPC frames without decoding them.
 #[derive(Debug, Clone, Copy, Default)]
@@ -81,12 +81,7 @@ pub async fn serve(State(state): State<IngressState>, request: Request) -> Respo
         )));
     };
     let method = route.method();
-    // Only actions see request headers (entity commands carry no metadata in the protocol).
-    let metadata = if method.service.kind == EntityKind::Action {
-        metadata(request.headers())
-    } else {
-        Metadata::default()
-    };
+    let metadata = metadata(method, request.headers());
     let streaming = (
         method.descriptor.is_client_streaming(),
         method.descriptor.is_server_streaming(),
@@ -144,9 +139,13 @@ fn statuses(replies: ReplyStream) -> impl Stream<Item = Result<Bytes, Status>> +
     replies.map(|reply| reply.map_err(Status::from))
 }
 
-/// The request headers as protocol metadata: text headers as strings, `-bin` headers decoded.
-/// Transport headers (`te`, `content-type`, `grpc-*`) are left out.
-fn metadata(headers: &http::HeaderMap) -> Metadata {
+/// The metadata a call of `method` carries: for actions, the request headers (text headers as
+/// strings, `-bin` headers decoded, transport headers `te`, `content-type` and `grpc-*` left
+/// out); none for entities, whose commands carry no metadata in the protocol.
+pub(crate) fn metadata(method: &MethodDef, headers: &http::HeaderMap) -> Metadata {
+    if method.service.kind != EntityKind::Action {
+        return Metadata::default();
+    }
     let entries = MetadataMap::from_headers(headers.clone())
         .iter()
         .filter_map(|entry| {

@@ -6,9 +6,12 @@
 //! - `/ready`: 200 once discovery succeeded and the store answers, 503 otherwise;
 //! - `/metrics`: the proxy's metrics in the Prometheus (OpenMetrics) text format;
 //! - anything with a gRPC content type: the method discovery declared at that path
-//!   ([`grpc`]), UNAVAILABLE until discovery is done, UNIMPLEMENTED for unknown paths.
+//!   ([`grpc`]), UNAVAILABLE until discovery is done, UNIMPLEMENTED for unknown paths;
+//! - anything else: the HTTP/JSON API that the methods' `google.api.http` rules declare
+//!   (`docs/http.md`), with JSON errors (404 for paths no rule matches).
 
 pub mod grpc;
+mod http;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -23,12 +26,59 @@ use cloudstate_store::Store;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-/// Errors of the ingress.
+/// Errors of the ingress: serving, refusing the user function's HTTP rules, and what an
+/// HTTP/JSON request can fail with ([`Error::code`] and [`Error::http_status`] say how a client
+/// sees it).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The listening socket failed.
     #[error("serving HTTP failed: {0}")]
     Serve(#[from] std::io::Error),
+    /// A `google.api.http` rule of the user function cannot be served.
+    #[error("invalid HTTP rule for {method}: {reason}")]
+    HttpRule {
+        /// The method's full name, `package.Service.Method`.
+        method: String,
+        /// What is wrong with the rule.
+        reason: String,
+    },
+    /// An HTTP request that cannot be transcoded: malformed JSON, an unknown field, a value of
+    /// the wrong type, a bad path variable or query parameter.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A request body that is not JSON.
+    #[error("unsupported content type {0:?}: send the body as application/json")]
+    UnsupportedMediaType(String),
+    /// A request body larger than the proxy accepts.
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// No HTTP rule matches the request's path.
+    #[error("no HTTP rule matches {method} {path}")]
+    NoRoute {
+        /// The request's HTTP method.
+        method: String,
+        /// The request's path.
+        path: String,
+    },
+    /// HTTP rules match the request's path, but not with its HTTP method.
+    #[error("{path} does not accept {method}; it accepts {allow}")]
+    MethodNotAllowed {
+        /// The request's HTTP method.
+        method: String,
+        /// The request's path.
+        path: String,
+        /// The methods it accepts, comma-separated (the `Allow` header).
+        allow: String,
+    },
+    /// Discovery has not completed yet.
+    #[error("the proxy is starting: waiting for the user function to answer discovery")]
+    NotReady,
+    /// The call failed in the engine (or the user function failed it).
+    #[error(transparent)]
+    Call(#[from] cloudstate_engine::Error),
+    /// A reply that cannot be sent as JSON (it does not decode as the method's output type).
+    #[error("{0}")]
+    InvalidReply(String),
 }
 
 /// What request handlers share.
@@ -36,6 +86,8 @@ pub enum Error {
 pub struct IngressState {
     /// Set once discovery succeeded.
     engine: Arc<OnceLock<Engine>>,
+    /// The HTTP/JSON routing table; set with the engine.
+    http: Arc<OnceLock<http::HttpApi>>,
     store: Arc<dyn Store>,
     metrics: Arc<Registry>,
 }
@@ -53,16 +105,25 @@ impl Ingress {
         Ingress {
             state: IngressState {
                 engine: Arc::new(OnceLock::new()),
+                http: Arc::new(OnceLock::new()),
                 store,
                 metrics,
             },
         }
     }
 
-    /// Starts serving the user function's methods through `engine`. Only the first call has an
-    /// effect.
-    pub fn set_engine(&self, engine: Engine) {
+    /// Starts serving the user function's methods through `engine`, over gRPC and HTTP/JSON.
+    /// Only the first successful call has an effect.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HttpRule`] if a method's `google.api.http` rule cannot be served; then nothing
+    /// is served, and the caller should refuse the user function.
+    pub fn set_engine(&self, engine: Engine) -> Result<(), Error> {
+        let api = http::HttpApi::new(&engine)?;
+        let _ = self.state.http.set(api);
         let _ = self.state.engine.set(engine);
+        Ok(())
     }
 
     /// The routes of the proxy's port.
@@ -98,7 +159,7 @@ async fn metrics(State(state): State<IngressState>) -> Response {
     match prometheus_client::encoding::text::encode(&mut text, &state.metrics) {
         Ok(()) => (
             [(
-                http::header::CONTENT_TYPE,
+                axum::http::header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
             text,
@@ -127,6 +188,6 @@ async fn dispatch(state: State<IngressState>, request: Request) -> Response {
     if grpc::is_grpc(&request) {
         grpc::serve(state, request).await
     } else {
-        (StatusCode::NOT_FOUND, "not found").into_response()
+        http::serve(state, request).await
     }
 }

@@ -110,7 +110,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
         metrics,
     );
-    ingress.set_engine(engine);
+    ingress.set_engine(engine)?;
     tracing::info!("ready");
     server.await.context("server task failed")??;
     tracing::info!("stopped");
