@@ -244,6 +244,8 @@ impl Builder {
         }
         tonic_prost_build::configure()
             .out_dir(&out_dir)
+            // Method names are the user's: `ToCounter` becomes a `to_counter(&mut self)`.
+            .client_mod_attribute(".", "#[allow(clippy::all)]")
             .build_server(false)
             .build_client(self.build_client)
             .compile_fds_with_config(files, config)?;
@@ -344,6 +346,7 @@ mod tests {
         assert!(code.contains("\"type.googleapis.com/test.svc.AddRequest\""));
         assert!(code.contains("::cloudstate::protocol::Any"));
         assert!(code.contains("pub struct CounterClient"));
+        assert!(code.contains("#[allow(clippy::all)]\npub mod counter_client"));
         assert!(!dir.join("out/cloudstate.rs").exists());
         assert!(!dir.join("out/google.api.rs").exists());
     }
