@@ -163,7 +163,7 @@ impl Default for PostgresOptions {
     }
 }
 
-/// A [`Store`] in a PostgreSQL database: durable (each write resolves after its `COMMIT`),
+/// A [`Store`] in a PostgreSQL database: durable (each write resolves after it committed),
 /// group-committing, fenced against other writers by the journal's primary key and the values'
 /// versions. See the [crate docs](crate).
 ///
@@ -258,16 +258,23 @@ impl PostgresStore {
     }
 
     async fn write(&self, key: &EntityKey, op: Op) -> Result<u64, StoreError> {
+        let address = self.address();
+        // One entity always goes to the same writer, so its writes stay in order.
         let mut hasher = std::hash::DefaultHasher::new();
         key.hash(&mut hasher);
-        let writer = &self.writers[(hasher.finish() % self.writers.len() as u64) as usize];
+        let index = hasher.finish() % self.writers.len().max(1) as u64;
+        let writer = usize::try_from(index)
+            .ok()
+            .and_then(|index| self.writers.get(index))
+            .ok_or_else(|| {
+                StoreError::Unavailable(format!("no writer for PostgreSQL at {address}"))
+            })?;
         let (reply, answer) = oneshot::channel();
         let request = Request {
             key: key.clone(),
             op,
             reply,
         };
-        let address = self.address();
         match tokio::time::timeout(self.acquire_timeout, writer.send(request)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => {
