@@ -7,6 +7,11 @@
 
 pub mod scenarios;
 
+/// The types and clients of the test user function's services (`proto/e2e.proto`).
+pub mod proto {
+    cloudstate::include_protos!("cloudstate.e2e");
+}
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -39,6 +44,16 @@ impl UserFunction {
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string());
         Self::start("shopping-cart", command, port)
+    }
+
+    /// Starts the end-to-end test user function (`test-function`, the services of
+    /// `proto/e2e.proto`) on `port` and waits until it listens.
+    pub fn test_function(port: u16) -> anyhow::Result<UserFunction> {
+        let mut command = Command::new(binary("cloudstate-e2e", "test-function"));
+        command
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string());
+        Self::start("test-function", command, port)
     }
 
     /// Starts the Node shopping cart of `compat/` (npm `cloudstate` 0.0.3) on `port` and waits

@@ -126,6 +126,12 @@ impl Process {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+        self.wait_for_exit(timeout)
+            .with_context(|| format!("after SIGTERM to {}", self.name))
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; returns its exit code.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<i32>> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
@@ -133,7 +139,7 @@ impl Process {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        bail!("{} did not exit within {timeout:?} of SIGTERM", self.name)
+        bail!("{} did not exit within {timeout:?}", self.name)
     }
 
     /// Whether the process has exited; its exit code if so.
