@@ -635,6 +635,124 @@ mod tests {
         );
     }
 
+    /// The binding of a server-streaming method (the default route).
+    fn streaming_binding() -> Arc<Binding> {
+        let proto = r#"
+            syntax = "proto3";
+            package s;
+            import "kitchen.proto";
+            service S { rpc Watch(test.Kitchen) returns (stream test.Inner); }
+        "#;
+        let pool =
+            json::tests::pool(&[("kitchen.proto", json::tests::KITCHEN), ("s.proto", proto)]);
+        let method = pool
+            .get_service_by_name("s.S")
+            .unwrap()
+            .methods()
+            .next()
+            .unwrap();
+        Arc::new(rules::bindings(&method).unwrap().remove(0))
+    }
+
+    fn replies(
+        items: Vec<Result<Bytes, cloudstate_engine::Error>>,
+    ) -> cloudstate_engine::ReplyStream {
+        let (sender, receiver) = mpsc::channel(items.len().max(1));
+        for item in items {
+            sender.try_send(item).unwrap();
+        }
+        ReceiverStream::new(receiver)
+    }
+
+    fn inner(label: &str) -> Bytes {
+        // test.Inner { label }
+        let mut bytes = vec![0x0a, label.len() as u8];
+        bytes.extend_from_slice(label.as_bytes());
+        bytes.into()
+    }
+
+    fn failure(code: Code, description: &str) -> cloudstate_engine::Error {
+        cloudstate_engine::Error::CommandFailed {
+            code,
+            description: description.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn streams_one_json_line_per_reply_and_ends_with_an_error_line() {
+        let stream = replies(vec![
+            Ok(inner("a")),
+            Ok(inner("b")),
+            Err(failure(Code::Unavailable, "gone")),
+        ]);
+        let response = stream_response(streaming_binding(), stream).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[CONTENT_TYPE], NDJSON);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let lines: Vec<serde_json::Value> = std::str::from_utf8(&body)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                serde_json::json!({"label": "a"}),
+                serde_json::json!({"label": "b"}),
+                serde_json::json!({"error": {"code": 14, "status": "UNAVAILABLE", "message": "gone"}}),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_failing_at_once_is_a_plain_error_response() {
+        let stream = replies(vec![Err(failure(Code::PermissionDenied, "no"))]);
+        let error = stream_response(streaming_binding(), stream)
+            .await
+            .unwrap_err();
+        assert_eq!(error.http_status(), StatusCode::FORBIDDEN);
+        // A reply that does not decode ends the stream with an error line too.
+        let stream = replies(vec![Ok(inner("a")), Ok(Bytes::from_static(b"\xff"))]);
+        let response = stream_response(streaming_binding(), stream).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(text.starts_with("{\"label\":\"a\"}\n{\"error\":"), "{text}");
+        assert!(
+            text.contains("INTERNAL") && text.ends_with("}}\n"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_json_before_discovery_and_grpc_by_content_type() {
+        use tower::ServiceExt;
+        let ingress = crate::Ingress::new(
+            Arc::new(cloudstate_store::MemoryStore::default()),
+            Arc::new(prometheus_client::registry::Registry::default()),
+        );
+        let request = Request::builder()
+            .uri("/carts/ann")
+            .body(Body::empty())
+            .unwrap();
+        let response = ingress.router().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[CONTENT_TYPE], JSON);
+        let request = Request::builder()
+            .method("POST")
+            .uri("/com.example.shoppingcart.ShoppingCart/GetCart")
+            .header(CONTENT_TYPE, "application/grpc")
+            .body(Body::empty())
+            .unwrap();
+        let response = ingress.router().oneshot(request).await.unwrap();
+        // gRPC answers with HTTP 200 and the status in `grpc-status` (14: UNAVAILABLE).
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["grpc-status"], "14");
+    }
+
     fn line_item() -> impl Strategy<Value = LineItem> {
         (any::<String>(), any::<String>(), any::<i32>()).prop_map(|(product_id, name, quantity)| {
             LineItem {
