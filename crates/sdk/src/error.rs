@@ -10,8 +10,9 @@ pub enum Error {
     /// The descriptor set given to [`Server::new`](crate::Server::new) does not decode.
     #[error("invalid descriptor set: {0}")]
     InvalidDescriptorSet(prost::DecodeError),
-    /// A registered entity does not match the descriptor set (unknown service or method,
-    /// handler types that differ from the method's, a streamed method) or is registered twice.
+    /// A registered service (entity or action) does not match the descriptor set (unknown
+    /// service or method, handler types or shape that differ from the method's, a streamed
+    /// method of an entity) or is registered twice.
     #[error("entity {service}: {reason}")]
     InvalidEntity {
         /// The entity's service (full name).
@@ -34,9 +35,10 @@ pub enum Error {
         /// What prost reported.
         reason: prost::DecodeError,
     },
-    /// The proxy broke the entity protocol (no `init` first, a second `init`, an event after a
-    /// command, an event that does not decode, an unknown service, ...), or the entity cannot
-    /// continue (user code panicked while applying events). The stream ends with this error.
+    /// The proxy broke the protocol (an entity stream without `init` first, a second `init`, an
+    /// event after a command, an event or stored state that does not decode, an unknown
+    /// service, an action call of the wrong shape, ...), or the entity cannot continue (user
+    /// code panicked while applying events). The stream or call ends with this error.
     #[error("protocol error: {0}")]
     Protocol(String),
     /// `HOST`/`PORT` do not form a usable address, or binding it failed.

@@ -194,10 +194,10 @@ impl Server {
             .add_service(EventSourcedServer::new(EventSourcedService {
                 entities: Arc::new(event_sourced),
             }))
-            .add_service(ValueEntityServer::new(ValueEntityService {
+            .add_service(ValueEntityServer::new(ValueService {
                 entities: Arc::new(value),
             }))
-            .add_service(ActionProtocolServer::new(ActionService {
+            .add_service(ActionProtocolServer::new(ActionProtocolService {
                 actions: Arc::new(actions),
             }))
             .serve_with_incoming_shutdown(
@@ -324,12 +324,12 @@ impl EventSourcedRpc for EventSourcedService {
 }
 
 /// `cloudstate.valueentity.ValueEntity`.
-struct ValueEntityService {
+struct ValueService {
     entities: Registry<ValueProtocol>,
 }
 
 #[tonic::async_trait]
-impl ValueEntityRpc for ValueEntityService {
+impl ValueEntityRpc for ValueService {
     type handleStream = EntityStream<ValueProtocol>;
 
     async fn handle(
@@ -344,14 +344,14 @@ impl ValueEntityRpc for ValueEntityService {
 }
 
 /// `cloudstate.action.ActionProtocol`: one gRPC call per action call, of the same shape.
-struct ActionService {
+struct ActionProtocolService {
     actions: Arc<HashMap<String, Arc<dyn ActionType>>>,
 }
 
 /// The responses of a streamed action call, as gRPC sends them.
 type ResponseStream = BoxStream<'static, Result<ActionResponse, Status>>;
 
-impl ActionService {
+impl ActionProtocolService {
     /// Runs a call whose other messages are `input` (for the streamed-in shapes): its first
     /// message is the header.
     async fn call_streamed(
@@ -409,7 +409,7 @@ fn protocol_status(error: &Error) -> Status {
 }
 
 #[tonic::async_trait]
-impl ActionProtocol for ActionService {
+impl ActionProtocol for ActionProtocolService {
     type handleStreamedOutStream = ResponseStream;
     type handleStreamedStream = ResponseStream;
 

@@ -248,7 +248,8 @@ pub(crate) fn value_model() -> ValueEntityService<State> {
 /// - `Effects` (unary): two side effects (the second synchronous), no reply.
 /// - `Fail` (unary): a side effect, then fails (`FAILED_PRECONDITION`).
 /// - `Forward` (unary): forwards to `test.model.Two/Call`.
-/// - `Panic` (unary): adds a side effect, then panics.
+/// - `Panic` (unary): adds a side effect, then panics; `PanicEarly` panics before it returns
+///   its future.
 /// - `Repeat` (server streaming): a side effect on the context, then one reply per value; `fail`
 ///   gives a failure, `forward` a forward with a side effect, `none` no reply, `panic` panics.
 /// - `Concat` (client streaming): all values of all requests, concatenated.
@@ -300,6 +301,15 @@ impl ActionModel {
     async fn panic(&self, request: Request, ctx: &mut ActionContext) -> Result<(), Failure> {
         ctx.side_effect(ACTION_SERVICE, "Echo", &request, false);
         panic!("handler bug")
+    }
+
+    /// Panics before it returns its future.
+    fn panic_early(
+        &self,
+        _: Request,
+        _: &mut ActionContext,
+    ) -> std::future::Ready<Result<State, Failure>> {
+        panic!("early bug")
     }
 
     async fn repeat(
@@ -359,6 +369,7 @@ impl Action for ActionModel {
             .unary("Fail", Self::fail)
             .unary("Forward", Self::forward)
             .unary("Panic", Self::panic)
+            .unary("PanicEarly", Self::panic_early)
             .server_streaming("Repeat", Self::repeat)
             .client_streaming("Concat", Self::concat)
             .streamed("Shout", Self::shout);
@@ -449,6 +460,7 @@ pub(crate) fn descriptor_set() -> Vec<u8> {
                             method("Fail", state),
                             method("Forward", state),
                             method("Panic", empty),
+                            method("PanicEarly", state),
                             streamed("Repeat", false, true),
                             streamed("Concat", true, false),
                             streamed("Shout", true, true),

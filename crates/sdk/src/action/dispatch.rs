@@ -167,21 +167,31 @@ impl<A: Action> ActionService<A> {
 
         let mut ctx = ActionContext::new(Metadata::from_proto(metadata));
         let action = &self.action;
+        // Handlers are called inside the guarded futures: a function that panics before it
+        // returns its future is caught too.
         match handler {
             Handler::Unary(handler) => {
-                let outcome = guard_future("the handler", handler(action, payload, &mut ctx)).await;
+                let outcome = guard_future("the handler", async {
+                    handler(action, payload, &mut ctx).await
+                })
+                .await;
                 let (result, effects) = self.settle(&name, outcome, &mut ctx);
                 single(Ok(response(result, effects)))
             }
             Handler::StreamedOut(handler) => {
-                let outcome = guard_future("the handler", handler(action, payload, &mut ctx)).await;
+                let outcome = guard_future("the handler", async {
+                    handler(action, payload, &mut ctx).await
+                })
+                .await;
                 let (result, effects) = self.settle(&name, outcome, &mut ctx);
                 self.many(&name, result, effects)
             }
             Handler::StreamedIn(handler) => {
                 let (failed, mut failure) = oneshot::channel();
-                let outcome =
-                    guard_future("the handler", handler(action, payloads, failed, &mut ctx)).await;
+                let outcome = guard_future("the handler", async {
+                    handler(action, payloads, failed, &mut ctx).await
+                })
+                .await;
                 let (result, effects) = self.settle(&name, outcome, &mut ctx);
                 match failure.try_recv() {
                     Ok(failure) => single(Ok(response(Err(failure), Vec::new()))),
@@ -190,8 +200,10 @@ impl<A: Action> ActionService<A> {
             }
             Handler::Streamed(handler) => {
                 let (failed, failure) = oneshot::channel();
-                let outcome =
-                    guard_future("the handler", handler(action, payloads, failed, &mut ctx)).await;
+                let outcome = guard_future("the handler", async {
+                    handler(action, payloads, failed, &mut ctx).await
+                })
+                .await;
                 let (result, effects) = self.settle(&name, outcome, &mut ctx);
                 let result = result.map(|responses| WatchInput::new(responses, failure).boxed());
                 self.many(&name, result, effects)
