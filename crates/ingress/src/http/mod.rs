@@ -565,6 +565,17 @@ mod tests {
         assert_eq!(response.headers()[CONTENT_TYPE], JSON);
     }
 
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_payload_too_large() {
+        let error = axum::body::to_bytes(Body::from(vec![b' '; 20]), 10)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            body_error(&error).http_status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+    }
+
     #[test]
     fn accepts_json_bodies_only() {
         let headers = |value: Option<&str>| {
