@@ -1,6 +1,8 @@
 //! The shopping-cart workload: `AddItem` in a closed loop, then the correctness check.
 //!
-//! Requests are encoded once per key before the run; a call only clones a `Bytes`.
+//! Requests are encoded once per key before the run; a call only clones a `Bytes`. Over HTTP
+//! the calls go through the cart's `google.api.http` rules with JSON bodies:
+//! `POST /cart/{user_id}/items/add` and `GET /carts/{user_id}`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::ValueEnum;
+use http::Method;
 use http::uri::PathAndQuery;
 use prost::Message;
 use serde::Serialize;
@@ -15,7 +18,7 @@ use serde::Serialize;
 use crate::check::{CheckReport, KeyCheck};
 use crate::keys::KeyPlan;
 use crate::runner::Workload;
-use crate::transport::{CallError, GrpcClient, GrpcPool};
+use crate::transport::{CallError, GrpcClient, GrpcPool, HttpClient, HttpPool};
 
 /// The product every call adds.
 pub const PRODUCT_ID: &str = "p";
@@ -81,6 +84,8 @@ pub mod proto {
 pub enum Protocol {
     /// gRPC over HTTP/2 without TLS (h2c).
     Grpc,
+    /// JSON over HTTP/1.1 (keep-alive), through the cart's HTTP rules; one connection per client.
+    Http,
 }
 
 /// gRPC method paths of the shopping cart.
@@ -111,17 +116,39 @@ pub fn add_line_item(user_id: String) -> proto::AddLineItem {
 #[derive(Debug, Clone)]
 pub struct AddRequest {
     user_id: String,
+    /// The gRPC path, or the HTTP path with the user id.
+    path: PathAndQuery,
+    /// The encoded message, or its JSON.
     encoded: Bytes,
 }
 
 impl AddRequest {
-    /// Prepares the request for `user_id`.
+    /// Prepares the request for `user_id` (which needs no percent-encoding: run ids are hex).
     pub fn new(protocol: Protocol, user_id: String) -> Self {
-        let encoded = match protocol {
-            Protocol::Grpc => add_line_item(user_id.clone()).encode_to_vec().into(),
+        let request = add_line_item(user_id.clone());
+        let (path, encoded) = match protocol {
+            Protocol::Grpc => (add_item_path(), request.encode_to_vec().into()),
+            Protocol::Http => {
+                let json = serde_json::json!({
+                    "productId": request.product_id,
+                    "name": request.name,
+                    "quantity": request.quantity,
+                });
+                let path = format!("/cart/{user_id}/items/add");
+                (http_path(&path), json.to_string().into())
+            }
         };
-        AddRequest { user_id, encoded }
+        AddRequest {
+            user_id,
+            path,
+            encoded,
+        }
     }
+}
+
+/// `path` as a request target; the paths built here are always valid.
+fn http_path(path: &str) -> PathAndQuery {
+    PathAndQuery::try_from(path).unwrap_or_else(|_| PathAndQuery::from_static("/"))
 }
 
 /// The connections to the proxy, in the protocol in use.
@@ -129,6 +156,8 @@ impl AddRequest {
 pub enum CartPool {
     /// gRPC connections.
     Grpc(GrpcPool),
+    /// HTTP/1.1 connections.
+    Http(HttpPool),
 }
 
 impl CartPool {
@@ -136,6 +165,7 @@ impl CartPool {
     pub fn client(&self, index: usize) -> CartClient {
         match self {
             CartPool::Grpc(pool) => CartClient::Grpc(pool.client(index)),
+            CartPool::Http(pool) => CartClient::Http(pool.client(index)),
         }
     }
 }
@@ -145,6 +175,8 @@ impl CartPool {
 pub enum CartClient {
     /// Over gRPC.
     Grpc(GrpcClient),
+    /// Over HTTP/JSON.
+    Http(HttpClient),
 }
 
 impl CartClient {
@@ -152,12 +184,14 @@ impl CartClient {
     pub async fn add_item(&mut self, request: &AddRequest) -> Result<(), CallError> {
         match self {
             CartClient::Grpc(client) => {
-                client
-                    .unary(&add_item_path(), request.encoded.clone())
-                    .await?;
-                Ok(())
+                client.unary(&request.path, request.encoded.clone()).await?;
+            }
+            CartClient::Http(client) => {
+                let json = Some(request.encoded.clone());
+                client.call(Method::POST, &request.path, json).await?;
             }
         }
+        Ok(())
     }
 
     /// The quantity of [`PRODUCT_ID`] in `user_id`'s cart.
@@ -172,6 +206,11 @@ impl CartClient {
                     .await?;
                 proto::Cart::decode(reply).map_err(|_| CallError::BadReply)?
             }
+            CartClient::Http(client) => {
+                let path = http_path(&format!("/carts/{user_id}"));
+                let reply = client.call(Method::GET, &path, None).await?;
+                cart_from_json(&reply).ok_or(CallError::BadReply)?
+            }
         };
         Ok(cart
             .items
@@ -180,6 +219,23 @@ impl CartClient {
             .map(|item| i64::from(item.quantity))
             .sum())
     }
+}
+
+/// Reads a cart printed as JSON (`{"items": [{"productId": .., "quantity": ..}]}`).
+fn cart_from_json(json: &[u8]) -> Option<proto::Cart> {
+    let cart: serde_json::Value = serde_json::from_slice(json).ok()?;
+    let items = cart.get("items")?.as_array()?;
+    let items = items
+        .iter()
+        .map(|item| {
+            Some(proto::LineItem {
+                product_id: item.get("productId")?.as_str()?.to_owned(),
+                name: item.get("name")?.as_str()?.to_owned(),
+                quantity: i32::try_from(item.get("quantity")?.as_i64()?).ok()?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(proto::Cart { items })
 }
 
 /// The cart workload: requests per key, and per key the calls acknowledged and failed.
@@ -309,6 +365,27 @@ mod tests {
         assert_eq!(decoded.user_id, "0a1b2c3d-42");
         assert_eq!(decoded.product_id, PRODUCT_ID);
         assert_eq!(decoded.quantity, 1);
+    }
+
+    #[test]
+    fn http_requests_follow_the_cart_rules() {
+        let request = AddRequest::new(Protocol::Http, user_id("0a1b2c3d", 42));
+        assert_eq!(request.path, "/cart/0a1b2c3d-42/items/add");
+        let json: serde_json::Value = serde_json::from_slice(&request.encoded).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"productId": PRODUCT_ID, "name": "", "quantity": 1})
+        );
+        let cart = cart_from_json(
+            br#"{"items":[{"productId":"p","name":"","quantity":3},{"productId":"q","name":"Q","quantity":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(cart.items.len(), 2);
+        assert_eq!(
+            (cart.items[0].product_id.as_str(), cart.items[0].quantity),
+            ("p", 3)
+        );
+        assert!(cart_from_json(br#"{"items":[{"productId":"p"}]}"#).is_none());
     }
 
     /// The hand-written messages must keep the field numbers and types of the example's .proto.

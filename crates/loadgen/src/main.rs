@@ -27,7 +27,7 @@ use cpu::Watched;
 use keys::KeyPlan;
 use report::Summary;
 use runner::Schedule;
-use transport::GrpcPool;
+use transport::{GrpcPool, HttpPool};
 
 /// Exit status when the correctness check fails.
 const CHECK_FAILED: u8 = 2;
@@ -160,6 +160,13 @@ async fn run_cart(args: CartArgs) -> anyhow::Result<ExitCode> {
     let pool = match args.protocol {
         Protocol::Grpc => {
             CartPool::Grpc(GrpcPool::connect(&load.target, connections, load.timeout).await?)
+        }
+        Protocol::Http => {
+            anyhow::ensure!(
+                connections == concurrency,
+                "--protocol http keeps one HTTP/1.1 connection per client: leave out --connections"
+            );
+            CartPool::Http(HttpPool::connect(&load.target, connections, load.timeout).await?)
         }
     };
     let workload = Arc::new(CartWorkload::new(
