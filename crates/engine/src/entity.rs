@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -108,8 +108,9 @@ pub(crate) trait Entity: Send + Sized + 'static {
     /// recovers the entity from the store.
     fn restart(&mut self);
 
-    /// Unloads the entity: closes its stream to the user function.
-    fn stop(self);
+    /// Unloads the entity: half-closes its stream to the user function and waits (boundedly)
+    /// for the user function to end its side.
+    fn stop(self) -> impl Future<Output = ()> + Send;
 }
 
 /// The running entities of one service.
@@ -119,6 +120,10 @@ pub(crate) struct Registry<E> {
     metrics: EntityMetrics,
     entities: DashMap<Arc<str>, Mailbox>,
     next_generation: AtomicU64,
+    /// Entity tasks that have not ended yet.
+    running: AtomicUsize,
+    /// Set by [`Registry::shutdown`]: no entity starts any more.
+    closed: AtomicBool,
     _entity: std::marker::PhantomData<fn() -> E>,
 }
 
@@ -137,6 +142,8 @@ impl<E: Entity> Registry<E> {
             shared,
             entities: DashMap::new(),
             next_generation: AtomicU64::new(0),
+            running: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
             _entity: std::marker::PhantomData,
         })
     }
@@ -148,6 +155,9 @@ impl<E: Entity> Registry<E> {
         entity_id: &str,
         command: EntityCommand,
     ) -> Result<(), Error> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
         let mut command = command;
         // At most two rounds: a mailbox found closed belongs to an entity that just stopped.
         for _ in 0..2 {
@@ -189,6 +199,7 @@ impl<E: Entity> Registry<E> {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let entity = E::new(self.service.clone(), entity_id.clone(), self.shared.clone());
         self.metrics.active.inc();
+        self.running.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(self.clone().run(entity_id, generation, receiver, entity));
         Mailbox { generation, sender }
     }
@@ -229,8 +240,9 @@ impl<E: Entity> Registry<E> {
                 }
             }
         }
-        entity.stop();
+        entity.stop().await;
         self.metrics.active.dec();
+        self.running.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Runs one command within its deadline and answers its caller. A command whose caller
@@ -249,5 +261,27 @@ impl<E: Entity> Registry<E> {
             entity.restart();
         }
         let _ = command.reply.send(result);
+    }
+}
+
+/// Stopping a registry, whatever its entity kind.
+pub(crate) trait Lifecycle: Send + Sync {
+    /// Stops every entity once it has handled the commands already in its mailbox; refuses new
+    /// commands. Returns at once; [`Lifecycle::running`] reaches 0 when all have stopped.
+    fn shutdown(&self);
+
+    /// Entity tasks that have not ended yet.
+    fn running(&self) -> usize;
+}
+
+impl<E: Entity> Lifecycle for Registry<E> {
+    fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        // Dropping the mailboxes' senders ends each entity task after its queued commands.
+        self.entities.clear();
+    }
+
+    fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
     }
 }

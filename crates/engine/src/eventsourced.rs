@@ -98,13 +98,13 @@ impl Entity for EventSourcedEntity {
 
     fn restart(&mut self) {
         if let Some((stream, _)) = self.stream.take() {
-            stream.close();
+            tokio::spawn(stream.close());
         }
     }
 
-    fn stop(self) {
+    async fn stop(self) {
         if let Some((stream, _)) = self.stream {
-            stream.close();
+            stream.close().await;
         }
     }
 }

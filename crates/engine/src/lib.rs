@@ -94,6 +94,16 @@ enum Target {
     Action,
 }
 
+impl Target {
+    fn lifecycle(&self) -> Option<&dyn entity::Lifecycle> {
+        match self {
+            Target::EventSourced(registry) => Some(registry.as_ref()),
+            Target::ValueEntity(registry) => Some(registry.as_ref()),
+            Target::Action => None,
+        }
+    }
+}
+
 impl Route {
     /// The method this route serves.
     pub fn method(&self) -> &Arc<MethodDef> {
@@ -200,6 +210,25 @@ impl Engine {
         requests: RequestStream,
     ) -> ReplyStream {
         action::streaming(self.clone(), route.clone(), metadata, requests)
+    }
+
+    /// Unloads every entity, letting each finish the commands already queued for it, and
+    /// half-closes every stream to the user function; waits at most `timeout` for all of them.
+    /// Commands arriving afterwards fail with UNAVAILABLE.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let registries: Vec<&dyn entity::Lifecycle> = self
+            .inner
+            .routes
+            .values()
+            .filter_map(|route| route.target.lifecycle())
+            .collect();
+        for registry in &registries {
+            registry.shutdown();
+        }
+        let deadline = Instant::now() + timeout;
+        while registries.iter().any(|r| r.running() > 0) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The deadline of a call starting now.

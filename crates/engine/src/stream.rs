@@ -78,17 +78,15 @@ impl<In: Send + 'static, Out: Send + 'static> EntityStream<In, Out> {
         }
     }
 
-    /// Half-closes the stream and lets the user function finish its side in the background.
-    pub fn close(self) {
+    /// Half-closes the stream and waits (boundedly) for the user function to finish its side.
+    pub async fn close(self) {
         let EntityStream {
             outbound, inbound, ..
         } = self;
         drop(outbound);
         if let Inbound::Open(mut inbound) = inbound {
-            tokio::spawn(async move {
-                let drain = async { while let Ok(Some(_)) = inbound.message().await {} };
-                let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
-            });
+            let drain = async { while let Ok(Some(_)) = inbound.message().await {} };
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
         }
     }
 }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use cloudstate_engine::{Engine, EngineConfig, EngineMetrics, ServiceModel, UserFunction};
 use cloudstate_ingress::Ingress;
 use cloudstate_store::{MemoryStore, Store};
@@ -20,12 +19,20 @@ use cloudstate_store_embedded::EmbeddedStore;
 use cloudstate_store_postgres::{PostgresOptions, PostgresStore};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
-use config::{Config, LogFormat, StoreConfig};
+use config::{Config, ConfigError, LogFormat, StoreConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config = match Config::load(std::env::args_os()) {
+        Ok(config) => config,
+        Err(ConfigError::Invalid(error)) => error.exit(),
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::exit(2);
+        }
+    };
     init_logging(config.log_format);
     if let Err(error) = run(config).await {
         tracing::error!("{error:#}");
@@ -74,9 +81,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = EngineMetrics::new(&mut registry);
     let ingress = Ingress::new(store.clone(), Arc::new(registry));
+    let stop_accepting = Arc::new(Notify::new());
     let mut server = {
-        let ingress = ingress.clone();
-        tokio::spawn(async move { ingress.serve(listener, shutdown_signal()).await })
+        let (ingress, stop) = (ingress.clone(), stop_accepting.clone());
+        tokio::spawn(async move { ingress.serve(listener, stop.notified_owned()).await })
     };
 
     let user_function = UserFunction::new(&config.user_function_host, config.user_function_port)
@@ -86,6 +94,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let spec = tokio::select! {
         spec = discovery => spec,
         result = &mut server => return result.context("server task failed")?.map_err(Into::into),
+        () = shutdown_signal() => {
+            tracing::info!("stopped before discovery completed");
+            return Ok(());
+        }
     };
     let model = ServiceModel::build(&spec).inspect_err(|error| {
         user_function.report_error(error.to_string());
@@ -110,9 +122,23 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
         metrics,
     );
-    ingress.set_engine(engine)?;
+    ingress.set_engine(engine.clone())?;
     tracing::info!("ready");
-    server.await.context("server task failed")??;
+
+    tokio::select! {
+        () = shutdown_signal() => {}
+        result = &mut server => return result.context("server task failed")?.map_err(Into::into),
+    }
+    // Stop accepting, let in-flight calls finish (boundedly), then close the entities' streams.
+    tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: finishing in-flight calls");
+    let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
+    stop_accepting.notify_one();
+    match tokio::time::timeout_at(deadline, &mut server).await {
+        Ok(result) => result.context("server task failed")??,
+        Err(_) => tracing::warn!("in-flight calls did not finish in time; stopping anyway"),
+    }
+    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+    engine.shutdown(remaining.max(Duration::from_secs(1))).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -134,5 +160,4 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
-    tracing::info!("shutting down: finishing in-flight calls");
 }
