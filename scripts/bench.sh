@@ -248,6 +248,7 @@ fi
   fi
   echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r)."
   echo "Load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "Source: commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' with uncommitted changes in the tree'), binaries built $(date -u -r "$BIN/cloudstate-proxy" '+%Y-%m-%d %H:%M UTC' 2>/dev/null || echo '?')."
   echo "Results and logs: $OUT"
 } | tee "$OUT/table.md"
 
