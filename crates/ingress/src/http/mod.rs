@@ -91,7 +91,7 @@ impl HttpApi {
                     .map_err(|error| body_error(&error))?
             }
         };
-        let payload = request_bytes(binding, &body, parts.uri.query(), found.captures)?;
+        let payload = request_bytes(binding, &body, parts.uri.query(), &found.captures)?;
         let route = found.target;
         if binding.server_streaming {
             let requests = Box::pin(tokio_stream::once(Ok(payload)));
@@ -161,7 +161,7 @@ fn request_bytes(
     binding: &Binding,
     body: &[u8],
     query: Option<&str>,
-    captures: Vec<String>,
+    captures: &[String],
 ) -> Result<Bytes, Error> {
     let empty = body.iter().all(u8::is_ascii_whitespace);
     let mut message = match &binding.body {
@@ -176,7 +176,7 @@ fn request_bytes(
     {
         set_query(binding, &mut message, query)?;
     }
-    for (path, value) in binding.variables.iter().zip(&captures) {
+    for (path, value) in binding.variables.iter().zip(captures) {
         path.set(&mut message, value)
             .map_err(|reason| Error::BadRequest(format!("path variable {reason}")))?;
     }
@@ -335,8 +335,8 @@ impl Error {
         }
     }
 
-    /// The HTTP status of this error: that of its gRPC code ([`http_status`]), except for the
-    /// errors HTTP has its own status for (405, 413, 415).
+    /// The HTTP status of this error: that of its gRPC code (by the mapping `google.rpc.Code`
+    /// documents), except for the errors HTTP has its own status for (405, 413, 415).
     pub fn http_status(&self) -> StatusCode {
         match self {
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -348,7 +348,7 @@ impl Error {
 }
 
 /// The HTTP status of a gRPC status code, as `google.rpc.Code` documents it.
-pub fn http_status(code: Code) -> StatusCode {
+pub(crate) fn http_status(code: Code) -> StatusCode {
     match code {
         Code::Ok => StatusCode::OK,
         Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
@@ -418,7 +418,7 @@ mod tests {
         let uri: http::Uri = uri.parse().unwrap();
         let method = http::Method::from_bytes(method.as_bytes()).unwrap();
         let found = CART.find(&method, uri.path())?;
-        let bytes = request_bytes(found.binding, body.as_bytes(), uri.query(), found.captures)?;
+        let bytes = request_bytes(found.binding, body.as_bytes(), uri.query(), &found.captures)?;
         Ok((found.target.clone(), bytes))
     }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::rules::Binding;
-use super::template::Captures;
+use super::template::{Captures, RequestPath};
 use crate::Error;
 
 /// Every binding of the served methods, most specific template first, each with what serves
@@ -66,9 +66,14 @@ impl<T> Router<T> {
     /// [`Error::NoRoute`] if no template matches the path, [`Error::MethodNotAllowed`] if some do
     /// but not with this method, [`Error::BadRequest`] if a path variable's encoding is invalid.
     pub(crate) fn find(&self, method: &http::Method, path: &str) -> Result<Matched<'_, T>, Error> {
+        let no_route = || Error::NoRoute {
+            method: method.to_string(),
+            path: path.to_owned(),
+        };
+        let segments = RequestPath::parse(path).ok_or_else(no_route)?;
         let mut allowed: Vec<&str> = Vec::new();
         for (binding, target) in &self.entries {
-            let Some(captures) = binding.template.matches(path) else {
+            let Some(captures) = binding.template.matches(&segments) else {
                 continue;
             };
             match &binding.http_method {
@@ -90,10 +95,7 @@ impl<T> Router<T> {
             }
         }
         if allowed.is_empty() {
-            Err(Error::NoRoute {
-                method: method.to_string(),
-                path: path.to_owned(),
-            })
+            Err(no_route())
         } else {
             Err(Error::MethodNotAllowed {
                 method: method.to_string(),

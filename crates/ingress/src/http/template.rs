@@ -143,23 +143,35 @@ impl PathTemplate {
         key
     }
 
-    /// Matches a request path (still percent-encoded, starting with `/`). `None` if it does not
-    /// match; otherwise the captured variable values, or an error if a captured value is not
-    /// valid percent-encoded UTF-8.
-    pub(crate) fn matches(&self, path: &str) -> Option<Result<Captures, InvalidEncoding>> {
-        let path = path.strip_prefix('/')?;
-        let path = match &self.verb {
-            Some(verb) => path.strip_suffix(verb.as_str())?.strip_suffix(':')?,
-            None => path,
+    /// Matches a request path. `None` if it does not match; otherwise the captured variable
+    /// values, or an error if a captured value is not valid percent-encoded UTF-8.
+    pub(crate) fn matches(
+        &self,
+        path: &RequestPath<'_>,
+    ) -> Option<Result<Captures, InvalidEncoding>> {
+        let count = path.segments.len();
+        // With a verb, the last segment must end with `:verb`, which is not part of it.
+        let last = match &self.verb {
+            Some(verb) => Some(
+                path.segments
+                    .last()?
+                    .strip_suffix(verb.as_str())?
+                    .strip_suffix(':')?,
+            ),
+            None => None,
         };
-        let segments: Vec<&str> = path.split('/').collect();
+        let segment = |index: usize| match last {
+            Some(last) if index + 1 == count => last,
+            _ => path.segments[index],
+        };
         let has_rest = self.segments.last() == Some(&Segment::Rest);
         let fixed = self.segments.len() - usize::from(has_rest);
-        if segments.len() < fixed || (!has_rest && segments.len() != fixed) {
+        if count < fixed || (!has_rest && count != fixed) {
             return None;
         }
-        for (pattern, segment) in self.segments.iter().zip(&segments) {
+        for (index, pattern) in self.segments.iter().enumerate() {
             if let Segment::Literal(literal) = pattern {
+                let segment = segment(index);
                 // Compare without decoding when possible (the common case).
                 let equal = if segment.contains('%') {
                     decode(segment, false).is_ok_and(|decoded| decoded == *literal)
@@ -176,15 +188,29 @@ impl PathTemplate {
                 .iter()
                 .map(|variable| match variable.end {
                     Some(end) if end == variable.start + 1 => {
-                        decode(segments[variable.start], false)
+                        decode(segment(variable.start), false)
                     }
                     end => {
-                        let end = end.unwrap_or(segments.len());
-                        decode(&segments[variable.start..end].join("/"), true)
+                        let end = end.unwrap_or(count);
+                        let joined: Vec<&str> = (variable.start..end).map(segment).collect();
+                        decode(&joined.join("/"), true)
                     }
                 })
                 .collect(),
         )
+    }
+}
+
+/// A request path split into its (still percent-encoded) segments, once for all templates.
+pub(crate) struct RequestPath<'a> {
+    segments: Vec<&'a str>,
+}
+
+impl<'a> RequestPath<'a> {
+    /// Splits `path`; `None` unless it starts with `/`.
+    pub(crate) fn parse(path: &'a str) -> Option<RequestPath<'a>> {
+        let segments = path.strip_prefix('/')?.split('/').collect();
+        Some(RequestPath { segments })
     }
 }
 
@@ -404,8 +430,12 @@ mod tests {
         PathTemplate::parse(template).unwrap()
     }
 
+    fn matches(template: &str, path: &str) -> Option<Result<Captures, InvalidEncoding>> {
+        parse(template).matches(&RequestPath::parse(path)?)
+    }
+
     fn captures(template: &str, path: &str) -> Option<Vec<String>> {
-        parse(template).matches(path).map(Result::unwrap)
+        matches(template, path).map(Result::unwrap)
     }
 
     fn names(template: &PathTemplate) -> Vec<String> {
@@ -482,7 +512,7 @@ mod tests {
         );
         // A stray '%' is kept as it is.
         assert_eq!(captures("/a/{x}", "/a/100%"), Some(vec!["100%".into()]));
-        let invalid = parse("/a/{x}").matches("/a/%FF").unwrap();
+        let invalid = matches("/a/{x}", "/a/%FF").unwrap();
         assert!(invalid.unwrap_err().0.contains("UTF-8"));
     }
 
@@ -518,6 +548,11 @@ mod tests {
         );
         assert_eq!(captures(template, "/v1/op1"), None);
         assert_eq!(captures(template, "/v1/op1:undo"), None);
+        assert_eq!(
+            captures("/v1/{name=**}:cancel", "/v1/a/b:cancel"),
+            Some(vec!["a/b".into()])
+        );
+        assert_eq!(captures("/v1/x:cancel", "/v1/x:cancel"), Some(vec![]));
         // Without a verb in the template, a colon is part of the segment.
         assert_eq!(captures("/v1/{name}", "/v1/a:b"), Some(vec!["a:b".into()]));
     }
