@@ -8,15 +8,21 @@
 //! (`pg_ctl stop -m immediate`) and deletes the directory; a watchdog process does the same if
 //! the test process dies without dropping it (killed, or holding it in a `static`).
 //!
-//! Starting a cluster takes about a second, so a test binary normally shares one
-//! ([`PostgresServer::shared`]) and gives every test its own database
-//! ([`PostgresServer::create_database`]). Tests that stop the server (outages) start their own.
+//! Starting a cluster takes about a second, so tests normally share one
+//! ([`PostgresServer::shared`]) and give every test its own database
+//! ([`PostgresServer::create_database`]). The shared cluster is shared across test processes
+//! too (cargo-nextest runs every test in a process of its own): the first process creates it in
+//! a fixed directory under the temporary directory, later ones attach to it, and a watchdog
+//! stops and deletes it once no test process has used it for about ten seconds. Tests that
+//! stop the server (outages) start their own.
 //!
 //! The server binaries (`initdb`, `pg_ctl`, `postgres`, and the clients `createdb`, `psql`,
 //! `pgbench`) are looked up in `PATH` and in `/usr/lib/postgresql/*/bin`. If they are missing,
 //! starting fails with a message naming what is missing: tests that need PostgreSQL fail rather
 //! than skip.
 
+use std::fs::File;
+use std::hash::{Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -31,16 +37,22 @@ pub const DATABASE: &str = "cloudstate";
 /// The server programs a cluster needs; the clients are optional until used.
 const SERVER_PROGRAMS: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
 
-/// A running (or deliberately stopped) PostgreSQL cluster of its own, on 127.0.0.1.
+/// A running (or deliberately stopped) PostgreSQL cluster on 127.0.0.1: one of its own, or
+/// the [shared](PostgresServer::shared) one.
 pub struct PostgresServer {
     bin: PathBuf,
-    /// Holds `data/` (the cluster), the unix socket and `postgres.log`; deleted on drop.
-    dir: tempfile::TempDir,
+    /// Holds `data/` (the cluster), the unix socket and `postgres.log`.
+    dir: PathBuf,
+    /// The temporary directory of a cluster of its own, deleted on drop; `None` when shared.
+    own: Option<tempfile::TempDir>,
     port: u16,
     /// Whether server programs run as the `postgres` OS user (the test runs as root).
     as_postgres: bool,
-    /// Stops the cluster and deletes `dir` once the test process is gone.
+    /// Stops a cluster of its own and deletes its directory once the test process is gone.
     watchdog: Mutex<Option<Child>>,
+    /// For the shared cluster: a shared lock on its `users.lock`, held while this process may
+    /// use it, which keeps its watchdog away.
+    _users: Option<File>,
     databases: AtomicU32,
 }
 
@@ -48,7 +60,8 @@ impl std::fmt::Debug for PostgresServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresServer")
             .field("port", &self.port)
-            .field("dir", &self.dir.path())
+            .field("dir", &self.dir)
+            .field("shared", &self.own.is_none())
             .finish_non_exhaustive()
     }
 }
@@ -75,13 +88,7 @@ impl PostgresServer {
                     parent.display()
                 )
             })?;
-        let path = dir
-            .path()
-            .to_str()
-            .context("the temporary directory is not UTF-8")?;
-        if path.contains('\'') || path.len() > 90 {
-            bail!("{path} cannot hold a PostgreSQL socket: too long or contains a quote");
-        }
+        let path = checked_socket_dir(dir.path())?;
         if as_postgres {
             let (uid, gid) = postgres_user()?;
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
@@ -89,27 +96,110 @@ impl PostgresServer {
         }
         let server = PostgresServer {
             bin,
+            dir: dir.path().to_owned(),
+            own: Some(dir),
             port: crate::free_port(),
             as_postgres,
-            dir,
             watchdog: Mutex::new(None),
+            _users: None,
             databases: AtomicU32::new(0),
         };
         server.init()?;
-        server.start_again()?;
+        server.start_cluster()?;
         server.spawn_watchdog()?;
         server.create_named_database(DATABASE)?;
         Ok(server)
     }
 
-    /// The server shared by every test in this process, started by the first call. Its
-    /// failure to start is returned to every caller. Never stop it: other tests use it.
+    /// The server shared by every test, in this process and in other test processes: the
+    /// first call in a process attaches to the running shared cluster or, if there is none,
+    /// creates and starts it. Its failure to start is returned to every caller. It cannot be
+    /// stopped: other tests use it.
     pub fn shared() -> anyhow::Result<&'static PostgresServer> {
         static SHARED: OnceLock<Result<PostgresServer, String>> = OnceLock::new();
         SHARED
-            .get_or_init(|| PostgresServer::start().map_err(|error| format!("{error:#}")))
+            .get_or_init(|| PostgresServer::attach_shared().map_err(|error| format!("{error:#}")))
             .as_ref()
             .map_err(|error| anyhow!("{error}"))
+    }
+
+    /// Attaches to the shared cluster, creating it if it is not running.
+    ///
+    /// Its directory is named after the user and the installation. `init.lock` (exclusive)
+    /// lets one process at a time check or create the cluster; every process that uses it
+    /// holds a shared lock on `users.lock` until it exits; the watchdog deletes the cluster
+    /// only while holding `init.lock` and after finding `users.lock` free for ten seconds.
+    fn attach_shared() -> anyhow::Result<PostgresServer> {
+        let bin = bin_dir()?;
+        let as_postgres = running_as_root()?;
+        let uid = std::fs::metadata("/proc/self")
+            .context("reading /proc/self")?
+            .uid();
+        let mut hasher = std::hash::DefaultHasher::new();
+        bin.hash(&mut hasher);
+        let dir = std::env::temp_dir().join(format!(
+            "cloudstate-pg-shared-{uid}-{:016x}",
+            hasher.finish()
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        checked_socket_dir(&dir)?;
+        if as_postgres {
+            let (uid, gid) = postgres_user()?;
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .with_context(|| format!("giving {} to the postgres user", dir.display()))?;
+        }
+        let lock_file = |name: &str| {
+            let path = dir.join(name);
+            File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))
+        };
+        // Held until the end of this function; closing the file releases it.
+        let init = lock_file("init.lock")?;
+        init.lock().context("locking init.lock")?;
+        let users = lock_file("users.lock")?;
+        users.lock_shared().context("locking users.lock")?;
+        let mut server = PostgresServer {
+            bin,
+            dir: dir.clone(),
+            own: None,
+            port: 0,
+            as_postgres,
+            watchdog: Mutex::new(None),
+            _users: Some(users),
+            databases: AtomicU32::new(0),
+        };
+        let port_file = dir.join("port");
+        let running = std::fs::read_to_string(&port_file)
+            .ok()
+            .and_then(|port| port.trim().parse().ok())
+            .filter(|_| server.cluster_running());
+        match running {
+            Some(port) => server.port = port,
+            None => {
+                // Whatever a crashed run left behind.
+                let _ = server.stop_cluster();
+                match std::fs::remove_dir_all(server.data_dir()) {
+                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(error).context("removing an old shared cluster");
+                    }
+                    _ => {}
+                }
+                server.port = crate::free_port();
+                server.init()?;
+                server.start_cluster()?;
+                server.create_named_database(DATABASE)?;
+                std::fs::write(&port_file, server.port.to_string())
+                    .with_context(|| format!("writing {}", port_file.display()))?;
+            }
+        }
+        server.ensure_idle_watchdog()?;
+        drop(init);
+        Ok(server)
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/cloudstate`: the database [`DATABASE`].
@@ -134,7 +224,7 @@ impl PostgresServer {
 
     /// The cluster's data directory.
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.dir.join("data")
     }
 
     /// Creates a new, empty database with a name of its own and returns its URL.
@@ -162,8 +252,29 @@ impl PostgresServer {
     }
 
     /// Stops the server at once (`pg_ctl stop -m immediate`): connections break as if it had
-    /// crashed; committed transactions survive. For outage tests on a server of their own.
+    /// crashed; committed transactions survive. For outage tests on a server of their own;
+    /// refused for the shared server.
     pub fn stop(&self) -> anyhow::Result<()> {
+        self.refuse_if_shared("stopped")?;
+        self.stop_cluster()
+    }
+
+    /// Starts the server again on the same data directory and port and waits until it
+    /// accepts connections; after [`stop`](Self::stop) it recovers from its write-ahead log.
+    /// Refused for the shared server.
+    pub fn start_again(&self) -> anyhow::Result<()> {
+        self.refuse_if_shared("restarted")?;
+        self.start_cluster()
+    }
+
+    fn refuse_if_shared(&self, what: &str) -> anyhow::Result<()> {
+        if self.own.is_none() {
+            bail!("the shared PostgreSQL server is never {what}: other tests use it");
+        }
+        Ok(())
+    }
+
+    fn stop_cluster(&self) -> anyhow::Result<()> {
         let data = self.data_dir();
         let mut command = self.server_program("pg_ctl");
         command
@@ -174,11 +285,16 @@ impl PostgresServer {
         Ok(())
     }
 
-    /// Starts the server (again) on the same data directory and port and waits until it
-    /// accepts connections; after [`stop`](Self::stop) it recovers from its write-ahead log.
-    pub fn start_again(&self) -> anyhow::Result<()> {
+    /// Whether a server runs on the data directory (`pg_ctl status`).
+    fn cluster_running(&self) -> bool {
+        let mut command = self.server_program("pg_ctl");
+        command.arg("-D").arg(self.data_dir()).arg("status");
+        run(command, "pg_ctl status").is_ok()
+    }
+
+    fn start_cluster(&self) -> anyhow::Result<()> {
         let data = self.data_dir();
-        let log = self.dir.path().join("postgres.log");
+        let log = self.dir.join("postgres.log");
         let mut command = self.server_program("pg_ctl");
         command
             .arg("-D")
@@ -214,9 +330,10 @@ impl PostgresServer {
              synchronous_commit = on\n\
              full_page_writes = on\n\
              max_connections = 300\n\
+             recovery_init_sync_method = syncfs\n\
              shared_buffers = 128MB\n",
             port = self.port,
-            socket = self.dir.path().display(),
+            socket = self.dir.display(),
         );
         let conf = data.join("postgresql.conf");
         let mut contents = std::fs::read_to_string(&conf)
@@ -249,17 +366,64 @@ impl PostgresServer {
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop}; rm -rf '{dir}'",
             pid = std::process::id(),
-            dir = self.dir.path().display(),
+            dir = self.dir.display(),
         );
-        let child = Command::new("setsid")
-            .args(["sh", "-c", &script])
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting the PostgreSQL watchdog (setsid sh)")?;
+        let child = spawn_detached(&script)?;
         *self.watchdog.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+        Ok(())
+    }
+
+    /// Makes sure the shared cluster has its watchdog, which stops it and deletes its data once
+    /// no process has held `users.lock` for ten seconds (see
+    /// [`attach_shared`](Self::attach_shared)). Called with `init.lock` held.
+    fn ensure_idle_watchdog(&self) -> anyhow::Result<()> {
+        let pid_file = self.dir.join("watchdog.pid");
+        let alive = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if alive {
+            return Ok(());
+        }
+        let cleanup = self.dir.join("cleanup.sh");
+        std::fs::write(
+            &cleanup,
+            format!(
+                "{runuser}'{pg_ctl}' -D '{data}' -m immediate stop >/dev/null 2>&1\n\
+                 rm -rf '{data}' '{dir}/port' '{dir}/postgres.log' '{dir}/watchdog.pid'\n",
+                runuser = if self.as_postgres {
+                    "runuser -u postgres -- "
+                } else {
+                    ""
+                },
+                pg_ctl = self.bin.join("pg_ctl").display(),
+                data = self.data_dir().display(),
+                dir = self.dir.display(),
+            ),
+        )
+        .with_context(|| format!("writing {}", cleanup.display()))?;
+        let script = format!(
+            "echo $$ > '{dir}/watchdog.pid'; idle=0; \
+             while sleep 2; do \
+               if flock -x -n '{dir}/users.lock' true; then idle=$((idle+1)); else idle=0; fi; \
+               if [ $idle -ge 5 ]; then \
+                 flock -x '{dir}/init.lock' flock -x -n '{dir}/users.lock' sh '{cleanup}' \
+                   && exit 0; \
+                 idle=0; \
+               fi; \
+             done",
+            dir = self.dir.display(),
+            cleanup = cleanup.display(),
+        );
+        // Not waited for: it outlives this process on purpose.
+        spawn_detached(&script)?;
+        // Its pid file must be there before `init.lock` is released.
+        for _ in 0..100 {
+            if pid_file.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         Ok(())
     }
 
@@ -274,13 +438,17 @@ impl PostgresServer {
             Command::new(path)
         };
         // The postgres user may not be allowed into the current directory.
-        command.current_dir(self.dir.path()).stdin(Stdio::null());
+        command.current_dir(&self.dir).stdin(Stdio::null());
         command
     }
 }
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
+        if self.own.is_none() {
+            // The shared cluster outlives its users; its watchdog cleans up.
+            return;
+        }
         if let Some(mut watchdog) = self
             .watchdog
             .lock()
@@ -292,7 +460,40 @@ impl Drop for PostgresServer {
         }
         // Already stopped is fine; the directory goes either way.
         let _ = self.stop();
+        // Deleting a cluster that has just written can take seconds (the kernel is still
+        // writing its files back); a detached `rm` spares the test the wait.
+        if let Some(own) = self.own.take() {
+            let path = own.keep();
+            let script = format!("rm -rf '{}'", path.display());
+            if spawn_detached(&script).is_err() {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
     }
+}
+
+/// Starts `sh -c script` in a session of its own, so that it survives this process and signals
+/// sent to its process group.
+fn spawn_detached(script: &str) -> anyhow::Result<Child> {
+    Command::new("setsid")
+        .args(["sh", "-c", script])
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting a PostgreSQL watchdog (setsid sh)")
+}
+
+/// Fails unless `dir` can hold a unix socket and be quoted in a shell script.
+fn checked_socket_dir(dir: &Path) -> anyhow::Result<&str> {
+    let path = dir
+        .to_str()
+        .context("the PostgreSQL directory is not UTF-8")?;
+    if path.contains('\'') || path.len() > 90 {
+        bail!("{path} cannot hold a PostgreSQL socket: too long or contains a quote");
+    }
+    Ok(path)
 }
 
 /// Runs `command` to completion; fails with its output unless it succeeds.
@@ -411,11 +612,19 @@ mod tests {
         server.start_again().unwrap();
         assert_eq!(query(&name).unwrap(), "on");
 
-        let dir = server.dir.path().to_owned();
+        let dir = server.dir.clone();
         let port = server.port();
         drop(server);
-        assert!(!dir.exists());
         assert!(!crate::port_open(port));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while dir.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} remains",
+                dir.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     #[test]
@@ -423,6 +632,7 @@ mod tests {
         let first = PostgresServer::shared().unwrap();
         let second = PostgresServer::shared().unwrap();
         assert!(std::ptr::eq(first, second));
+        assert!(first.stop().is_err());
         assert_ne!(
             first.create_database().unwrap(),
             second.create_database().unwrap()
