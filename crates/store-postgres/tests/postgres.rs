@@ -403,7 +403,7 @@ async fn requests_that_lose_a_race_inside_a_batch_fail_alone() {
     wait_for_lock_on(&url, &k1_xid).await;
     commit(k1_holder).await;
     // Redone one by one: k1 now reads the other writer's event (a plain conflict); k2 still
-    // reads nothing and waits again, inside its savepoint.
+    // reads nothing and waits again, and loses again: a conflict "at the same time".
     wait_for_lock_on(&url, &k2_xid).await;
     commit(k2_holder).await;
 
