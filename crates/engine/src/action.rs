@@ -28,7 +28,7 @@ pub type RequestStream = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send
 pub type ReplyStream = ReceiverStream<Result<Bytes, Error>>;
 
 /// Messages buffered between the user function and a slow client.
-const STREAM_BUFFER: usize = 16;
+pub(crate) const STREAM_BUFFER: usize = 16;
 
 fn command(
     method: &MethodDef,
@@ -205,7 +205,7 @@ async fn forward_responses(
 
 /// Runs one response's side effects and sends its reply (following a forward). Returns whether
 /// the stream goes on.
-async fn deliver(
+pub(crate) async fn deliver(
     engine: &Engine,
     route: &Arc<Route>,
     outcome: Outcome,
@@ -213,13 +213,13 @@ async fn deliver(
 ) -> Result<bool, Error> {
     let deadline = engine.deadline();
     engine
-        .run_side_effects(route, outcome.side_effects, deadline, 0)
+        .run_side_effects(&*route.method, outcome.side_effects, deadline, 0)
         .await?;
     let reply = match outcome.action {
         Action::Reply(bytes) => bytes,
         Action::NoReply => return Ok(true),
         Action::Fail(error) => return Err(error),
-        Action::Forward(forward) => engine.follow(route, forward, deadline, 0).await?,
+        Action::Forward(forward) => engine.follow(&route.method, forward, deadline, 0).await?,
     };
     Ok(replies.send(Ok(reply)).await.is_ok())
 }

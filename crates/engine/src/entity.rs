@@ -29,6 +29,9 @@ pub(crate) struct EntityCommand {
     /// When the command must have completed.
     pub deadline: Instant,
     pub reply: oneshot::Sender<Result<Outcome, Error>>,
+    /// For a streamed command (CRDT entities): where the outcomes of the user function's
+    /// further messages go after the first reply. Closing its receiver cancels the stream.
+    pub stream: Option<mpsc::Sender<Outcome>>,
 }
 
 /// What the user function decided for a command, once the command's state change is durable.
@@ -111,6 +114,19 @@ pub(crate) trait Entity: Send + Sized + 'static {
     /// Unloads the entity: half-closes its stream to the user function and waits (boundedly)
     /// for the user function to end its side.
     fn stop(self) -> impl Future<Output = ()> + Send;
+
+    /// Work the entity does between commands (CRDT entities: messages of open streamed
+    /// commands, cancellations). Resolves after handling one event; must be cancel safe, as it
+    /// is dropped when a command arrives. Never resolves for entities without such work.
+    fn background(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
+
+    /// Whether the entity may be unloaded now that it is idle (not while a client stream is
+    /// open on it).
+    fn can_passivate(&self) -> bool {
+        true
+    }
 }
 
 /// The running entities of one service.
@@ -221,10 +237,17 @@ impl<E: Entity> Registry<E> {
     ) {
         let idle = self.passivation_timeout();
         loop {
-            match tokio::time::timeout(idle, mailbox.recv()).await {
+            let next = tokio::select! {
+                next = tokio::time::timeout(idle, mailbox.recv()) => next,
+                () = entity.background() => continue,
+            };
+            match next {
                 Ok(Some(command)) => self.handle(&mut entity, command).await,
                 Ok(None) => break,
                 Err(_) => {
+                    if !entity.can_passivate() {
+                        continue;
+                    }
                     let removed = self.entities.remove_if(&entity_id, |_, m| {
                         m.generation == generation && mailbox.is_empty()
                     });

@@ -12,6 +12,7 @@
 //! it over one shared connection ([`UserFunction`]).
 
 mod action;
+mod crdt;
 mod entity;
 mod error;
 mod eventsourced;
@@ -35,8 +36,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use cloudstate_protocol::{Forward, Metadata, SideEffect};
 use cloudstate_store::Store;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
 
 pub use action::{ReplyStream, RequestStream};
 pub use error::Error;
@@ -44,6 +46,7 @@ pub use metrics::EngineMetrics;
 pub use model::{EntityKind, MethodDef, ServiceDef, ServiceModel};
 pub use user_function::UserFunction;
 
+use crdt::{CrdtEntity, CrdtStates};
 use entity::{Action, EntityCommand, Outcome, Registry};
 use eventsourced::EventSourcedEntity;
 use value_entity::ValueEntity;
@@ -78,6 +81,12 @@ pub(crate) struct Shared {
     user_function: UserFunction,
     config: EngineConfig,
     metrics: EngineMetrics,
+    /// The CRDT states of this node.
+    crdt_states: CrdtStates,
+    /// This node's identity in CRDT states: unique per process, as the states live in memory.
+    replica: cloudstate_crdt::ReplicaId,
+    /// Side effects that no client call waits for (of CRDT stream cancellations).
+    orphan_side_effects: mpsc::UnboundedSender<Vec<SideEffect>>,
 }
 
 /// Where the calls of one method go.
@@ -91,6 +100,7 @@ pub struct Route {
 enum Target {
     EventSourced(Arc<Registry<EventSourcedEntity>>),
     ValueEntity(Arc<Registry<ValueEntity>>),
+    Crdt(Arc<Registry<CrdtEntity>>),
     Action,
 }
 
@@ -99,6 +109,7 @@ impl Target {
         match self {
             Target::EventSourced(registry) => Some(registry.as_ref()),
             Target::ValueEntity(registry) => Some(registry.as_ref()),
+            Target::Crdt(registry) => Some(registry.as_ref()),
             Target::Action => None,
         }
     }
@@ -134,11 +145,15 @@ impl Engine {
         config: EngineConfig,
         metrics: EngineMetrics,
     ) -> Self {
+        let (orphan_side_effects, mut orphans) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             store,
             user_function,
             config,
             metrics,
+            crdt_states: CrdtStates::default(),
+            replica: replica_id(),
+            orphan_side_effects,
         });
         let mut routes = HashMap::new();
         for service in model.services() {
@@ -150,6 +165,7 @@ impl Engine {
                 EntityKind::ValueEntity => {
                     Target::ValueEntity(Registry::new(service.clone(), shared.clone()))
                 }
+                EntityKind::Crdt => Target::Crdt(Registry::new(service.clone(), shared.clone())),
                 EntityKind::Action => Target::Action,
             };
             for method in model.methods().filter(|m| Arc::ptr_eq(&m.service, service)) {
@@ -161,13 +177,26 @@ impl Engine {
                 routes.insert(method.path.clone(), Arc::new(route));
             }
         }
-        Engine {
+        let engine = Engine {
             inner: Arc::new(Inner {
                 model: Arc::new(model),
                 routes,
                 shared,
             }),
-        }
+        };
+        let runner = engine.clone();
+        tokio::spawn(async move {
+            while let Some(side_effects) = orphans.recv().await {
+                let deadline = runner.deadline();
+                if let Err(error) = runner
+                    .run_side_effects(&"a stream cancellation", side_effects, deadline, 0)
+                    .await
+                {
+                    tracing::warn!(%error, "side effect of a stream cancellation failed");
+                }
+            }
+        });
+        engine
     }
 
     /// What the user function serves.
@@ -201,15 +230,85 @@ impl Engine {
         result
     }
 
-    /// Runs a streaming call of an action (client, server or bidirectional streaming). The
-    /// replies come as the user function sends them; an error ends the stream.
+    /// Runs a streaming call: an action of any streaming shape, or a streamed command of a CRDT
+    /// entity (server streaming). The replies come as the user function sends them; an error
+    /// ends the stream.
     pub fn call_streaming(
         &self,
         route: &Arc<Route>,
         metadata: Metadata,
         requests: RequestStream,
     ) -> ReplyStream {
-        action::streaming(self.clone(), route.clone(), metadata, requests)
+        match &route.target {
+            Target::Crdt(registry) => {
+                self.streamed_command(route.clone(), registry.clone(), requests)
+            }
+            _ => action::streaming(self.clone(), route.clone(), metadata, requests),
+        }
+    }
+
+    /// Runs a streamed command of a CRDT entity: the first reply, then every message the user
+    /// function sends for it, until it ends the stream or the client goes away (which the entity
+    /// reports to the user function).
+    fn streamed_command(
+        &self,
+        route: Arc<Route>,
+        registry: Arc<Registry<CrdtEntity>>,
+        mut requests: RequestStream,
+    ) -> ReplyStream {
+        let (replies, receiver) = mpsc::channel(action::STREAM_BUFFER);
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let timer = route.metrics.start();
+            let result = async {
+                let payload = match tokio_stream::StreamExt::next(&mut requests).await {
+                    Some(Ok(payload)) => payload,
+                    Some(Err(status)) => {
+                        return Err(Error::ActionCall {
+                            method: route.method.display_name(),
+                            status,
+                        });
+                    }
+                    None => return Err(Error::ProtocolViolation("no request message".into())),
+                };
+                let (stream, mut outcomes) = mpsc::channel(action::STREAM_BUFFER);
+                let first = engine
+                    .dispatch(
+                        &registry,
+                        &route.method,
+                        payload,
+                        engine.deadline(),
+                        Some(stream),
+                    )?
+                    .await
+                    .unwrap_or(Err(Error::ShuttingDown))?;
+                if !action::deliver(&engine, &route, first, &replies).await? {
+                    return Ok(());
+                }
+                loop {
+                    let outcome = tokio::select! {
+                        outcome = outcomes.recv() => outcome,
+                        // The client went away: dropping `outcomes` tells the entity.
+                        () = replies.closed() => return Ok(()),
+                    };
+                    let Some(outcome) = outcome else {
+                        return Ok(());
+                    };
+                    if !action::deliver(&engine, &route, outcome, &replies).await? {
+                        return Ok(());
+                    }
+                }
+            }
+            .await;
+            match result {
+                Ok(()) => timer.finish(tonic::Code::Ok),
+                Err(error) => {
+                    timer.finish(error.code());
+                    let _ = replies.send(Err(error)).await;
+                }
+            }
+        });
+        ReceiverStream::new(receiver)
     }
 
     /// Unloads every entity, letting each finish the commands already queued for it, and
@@ -248,13 +347,15 @@ impl Engine {
     ) -> CallFuture<'_> {
         Box::pin(async move {
             let outcome = self.send(&route, payload, metadata, deadline).await?;
-            self.run_side_effects(&route, outcome.side_effects, deadline, depth)
+            self.run_side_effects(&*route.method, outcome.side_effects, deadline, depth)
                 .await?;
             match outcome.action {
                 Action::Reply(bytes) => Ok(bytes),
                 Action::Fail(error) => Err(error),
                 Action::NoReply => Err(Error::NoReply(route.method.display_name())),
-                Action::Forward(forward) => self.follow(&route, forward, deadline, depth).await,
+                Action::Forward(forward) => {
+                    self.follow(&route.method, forward, deadline, depth).await
+                }
             }
         })
     }
@@ -262,7 +363,7 @@ impl Engine {
     /// Calls the target of a forward; its reply is the forwarding call's reply.
     async fn follow(
         &self,
-        from: &Route,
+        from: &MethodDef,
         forward: Forward,
         deadline: Instant,
         depth: u32,
@@ -308,8 +409,13 @@ impl Engine {
                     Error::Timeout(self.inner.shared.config.command_timeout),
                 ));
             }
-            Target::EventSourced(registry) => self.dispatch(registry, method, payload, deadline)?,
-            Target::ValueEntity(registry) => self.dispatch(registry, method, payload, deadline)?,
+            Target::EventSourced(registry) => {
+                self.dispatch(registry, method, payload, deadline, None)?
+            }
+            Target::ValueEntity(registry) => {
+                self.dispatch(registry, method, payload, deadline, None)?
+            }
+            Target::Crdt(registry) => self.dispatch(registry, method, payload, deadline, None)?,
         };
         outcome.await.unwrap_or(Err(Error::ShuttingDown))
     }
@@ -321,6 +427,7 @@ impl Engine {
         method: &Arc<MethodDef>,
         payload: Bytes,
         deadline: Instant,
+        stream: Option<mpsc::Sender<Outcome>>,
     ) -> Result<oneshot::Receiver<Result<Outcome, Error>>, Error> {
         let entity_id = self.entity_id(method, &payload)?;
         let (reply, outcome) = oneshot::channel();
@@ -329,6 +436,7 @@ impl Engine {
             payload,
             deadline,
             reply,
+            stream,
         };
         registry.dispatch(&entity_id, command)?;
         Ok(outcome)
@@ -360,7 +468,7 @@ impl Engine {
     /// command), asynchronous ones run in the background with failures logged.
     async fn run_side_effects(
         &self,
-        from: &Route,
+        from: &(dyn std::fmt::Display + Sync),
         side_effects: Vec<SideEffect>,
         deadline: Instant,
         depth: u32,
@@ -407,7 +515,7 @@ impl Engine {
     fn target(
         &self,
         kind: &'static str,
-        from: &Route,
+        from: &(dyn std::fmt::Display + Sync),
         service: &str,
         method: &str,
     ) -> Result<Arc<Route>, Error> {
@@ -422,10 +530,18 @@ impl Engine {
         route.cloned().ok_or_else(|| {
             let target = format!("{service}.{method}");
             self.inner.shared.user_function.report_error(format!(
-                "{kind} to unknown (or streaming) method {target}, from {}",
-                from.method.display_name()
+                "{kind} to unknown (or streaming) method {target}, from {from}",
             ));
             Error::UnknownTarget { kind, target }
         })
     }
+}
+
+/// A replica id unique to this process: CRDT states live in memory, so a restarted proxy is a
+/// new replica.
+fn replica_id() -> cloudstate_crdt::ReplicaId {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    cloudstate_crdt::ReplicaId::new(format!("proxy-{}-{started}", std::process::id()))
 }

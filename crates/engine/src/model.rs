@@ -26,15 +26,18 @@ pub enum EntityKind {
     EventSourced,
     /// `cloudstate.valueentity.ValueEntity`.
     ValueEntity,
+    /// `cloudstate.crdt.Crdt`.
+    Crdt,
     /// `cloudstate.action.ActionProtocol`: stateless, no entity key.
     Action,
 }
 
 impl EntityKind {
     /// Every kind this proxy supports, for `ProxyInfo.supported_entity_types`.
-    pub const ALL: [EntityKind; 3] = [
+    pub const ALL: [EntityKind; 4] = [
         EntityKind::EventSourced,
         EntityKind::ValueEntity,
+        EntityKind::Crdt,
         EntityKind::Action,
     ];
 
@@ -43,6 +46,7 @@ impl EntityKind {
         match self {
             EntityKind::EventSourced => entity_type::EVENT_SOURCED,
             EntityKind::ValueEntity => entity_type::VALUE_ENTITY,
+            EntityKind::Crdt => entity_type::CRDT,
             EntityKind::Action => entity_type::ACTION,
         }
     }
@@ -94,6 +98,12 @@ pub struct MethodDef {
     pub output_type: String,
     /// Reads the entity key (and checks the payload) of requests; `None` for actions.
     pub key: Option<KeyReader>,
+}
+
+impl std::fmt::Display for MethodDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.service.name, self.name)
+    }
 }
 
 impl MethodDef {
@@ -229,9 +239,16 @@ fn method_def(service: &Arc<ServiceDef>, method: MethodDescriptor) -> Result<Met
     let name = format!("{}.{}", service.name, method.name());
     let input = method.input();
     let key = if service.kind.is_stateful() {
-        if method.is_client_streaming() || method.is_server_streaming() {
+        // CRDT entities serve server-streaming methods as streamed commands.
+        let streaming = method.is_client_streaming()
+            || (method.is_server_streaming() && service.kind != EntityKind::Crdt);
+        if streaming {
+            let allowed = match service.kind {
+                EntityKind::Crdt => "unary and server-streaming",
+                _ => "only unary",
+            };
             return Err(Error::InvalidSpec(format!(
-                "method {name} is streaming; {:?} entities serve only unary methods",
+                "method {name} is streaming; {:?} entities serve {allowed} methods",
                 service.kind
             )));
         }

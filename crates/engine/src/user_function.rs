@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use cloudstate_protocol::action::action_protocol_client::ActionProtocolClient;
+use cloudstate_protocol::crdt::crdt_client::CrdtClient;
 use cloudstate_protocol::entity_discovery_client::EntityDiscoveryClient;
 use cloudstate_protocol::eventsourced::event_sourced_client::EventSourcedClient;
 use cloudstate_protocol::valueentity::value_entity_client::ValueEntityClient;
@@ -51,6 +52,11 @@ impl UserFunction {
     /// A client of the value entity protocol.
     pub fn value_entity(&self) -> ValueEntityClient<Channel> {
         ValueEntityClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE)
+    }
+
+    /// A client of the CRDT protocol.
+    pub fn crdt(&self) -> CrdtClient<Channel> {
+        CrdtClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE)
     }
 
     /// A client of the action protocol.
