@@ -17,6 +17,7 @@ use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::Code;
+use tracing::Instrument;
 
 use crate::metrics::EntityMetrics;
 use crate::model::{MethodDef, ServiceDef};
@@ -242,7 +243,7 @@ impl<E: Entity> Registry<E> {
                 () = entity.background() => continue,
             };
             match next {
-                Ok(Some(command)) => self.handle(&mut entity, command).await,
+                Ok(Some(command)) => self.handle(&mut entity, &entity_id, command).await,
                 Ok(None) => break,
                 Err(_) => {
                     if !entity.can_passivate() {
@@ -270,11 +271,18 @@ impl<E: Entity> Registry<E> {
 
     /// Runs one command within its deadline and answers its caller. A command whose caller
     /// went away before it started is dropped.
-    async fn handle(&self, entity: &mut E, command: EntityCommand) {
+    async fn handle(&self, entity: &mut E, entity_id: &str, command: EntityCommand) {
         if command.reply.is_closed() {
             return;
         }
-        let result = match tokio::time::timeout_at(command.deadline, entity.run(&command)).await {
+        let span = tracing::debug_span!(
+            "command",
+            service = %self.service.name,
+            method = %command.method.name,
+            entity = %entity_id,
+        );
+        let run = entity.run(&command).instrument(span);
+        let result = match tokio::time::timeout_at(command.deadline, run).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout(self.shared.config.command_timeout)),
         };

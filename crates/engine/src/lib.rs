@@ -204,6 +204,11 @@ impl Engine {
         &self.inner.model
     }
 
+    /// The connection to the user function.
+    pub fn user_function(&self) -> &UserFunction {
+        &self.inner.shared.user_function
+    }
+
     /// The route for a gRPC path (`/<service>/<method>`).
     pub fn route(&self, path: &str) -> Option<&Arc<Route>> {
         self.inner.routes.get(path)

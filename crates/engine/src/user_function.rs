@@ -44,6 +44,13 @@ impl UserFunction {
         &self.address
     }
 
+    /// Whether the user function accepts connections now (a TCP connect, bounded by
+    /// `timeout`).
+    pub async fn is_reachable(&self, timeout: Duration) -> bool {
+        let connect = tokio::net::TcpStream::connect(&self.address);
+        matches!(tokio::time::timeout(timeout, connect).await, Ok(Ok(_)))
+    }
+
     /// A client of the event sourced protocol.
     pub fn event_sourced(&self) -> EventSourcedClient<Channel> {
         EventSourcedClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE)

@@ -12,6 +12,10 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder, Streaming};
 use tonic::metadata::{KeyAndValueRef, MetadataMap};
 
 use crate::IngressState;
+use crate::health::HealthService;
+use crate::reflection::ProxyService;
+use tonic_health::pb::health_server::HealthServer;
+use tower::util::BoxCloneSyncService;
 
 /// Largest request message (and HTTP request body) the proxy accepts.
 pub(crate) const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
@@ -69,6 +73,12 @@ pub fn is_grpc(request: &Request) -> bool {
 
 /// Serves one gRPC call, of whatever shape the method has.
 pub async fn serve(State(state): State<IngressState>, request: Request) -> Response {
+    if let Some(service) = proxy_service(&state, request.uri().path()) {
+        return match tower::ServiceExt::oneshot(service, request).await {
+            Ok(response) => response.map(Body::new),
+            Err(never) => match never {},
+        };
+    }
     let Some(engine) = state.engine.get() else {
         return status_response(Status::unavailable(
             "the proxy is starting: waiting for the user function to answer discovery",
@@ -132,6 +142,24 @@ pub async fn serve(State(state): State<IngressState>, request: Request) -> Respo
         }
     };
     response.map(Body::new)
+}
+
+/// The proxy's own gRPC service at `path`, if it is one: health (always), reflection (once
+/// discovery succeeded).
+fn proxy_service(state: &IngressState, path: &str) -> Option<ProxyService> {
+    let reflection = || state.reflection.get();
+    if path.starts_with("/grpc.health.v1.Health/") {
+        let health = HealthService {
+            state: state.clone(),
+        };
+        Some(BoxCloneSyncService::new(HealthServer::new(health)))
+    } else if path.starts_with("/grpc.reflection.v1.ServerReflection/") {
+        reflection().map(|r| r.v1.clone())
+    } else if path.starts_with("/grpc.reflection.v1alpha.ServerReflection/") {
+        reflection().map(|r| r.v1alpha.clone())
+    } else {
+        None
+    }
 }
 
 /// A stream of replies as tonic sends them.

@@ -3,18 +3,21 @@
 //! One port serves the user function's services over gRPC (HTTP/2, h2c) and the health
 //! endpoints over HTTP/1.1 or HTTP/2:
 //! - `/live`: 200 as soon as the process serves;
-//! - `/ready`: 200 once discovery succeeded and the store answers, 503 otherwise;
+//! - `/ready`: 200 while discovery has succeeded, the store answers and the user function
+//!   accepts connections, 503 otherwise (the gRPC health service says the same);
 //! - `/metrics`: the proxy's metrics in the Prometheus (OpenMetrics) text format;
 //! - anything with a gRPC content type: the method discovery declared at that path
-//!   ([`grpc`]), UNAVAILABLE until discovery is done, UNIMPLEMENTED for unknown paths;
+//!   ([`grpc`]), UNAVAILABLE until discovery is done, UNIMPLEMENTED for unknown paths; and the
+//!   proxy's own `grpc.health.v1.Health` and `grpc.reflection.v1[alpha].ServerReflection`;
 //! - anything else: the HTTP/JSON API that the methods' `google.api.http` rules declare
 //!   (`docs/http.md`), with JSON errors (404 for paths no rule matches).
 
 pub mod grpc;
+mod health;
 mod http;
+mod reflection;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -34,6 +37,9 @@ pub enum Error {
     /// The listening socket failed.
     #[error("serving HTTP failed: {0}")]
     Serve(#[from] std::io::Error),
+    /// The user function's descriptors cannot be served by reflection.
+    #[error("the user function's descriptors cannot be served by reflection: {0}")]
+    Descriptors(String),
     /// A `google.api.http` rule of the user function cannot be served.
     #[error("invalid HTTP rule for {method}: {reason}")]
     HttpRule {
@@ -88,6 +94,8 @@ pub struct IngressState {
     engine: Arc<OnceLock<Engine>>,
     /// The HTTP/JSON routing table; set with the engine.
     http: Arc<OnceLock<http::HttpApi>>,
+    /// gRPC server reflection over the user function's descriptors; set with the engine.
+    reflection: Arc<OnceLock<reflection::Reflection>>,
     store: Arc<dyn Store>,
     metrics: Arc<Registry>,
 }
@@ -106,6 +114,7 @@ impl Ingress {
             state: IngressState {
                 engine: Arc::new(OnceLock::new()),
                 http: Arc::new(OnceLock::new()),
+                reflection: Arc::new(OnceLock::new()),
                 store,
                 metrics,
             },
@@ -121,7 +130,10 @@ impl Ingress {
     /// is served, and the caller should refuse the user function.
     pub fn set_engine(&self, engine: Engine) -> Result<(), Error> {
         let api = http::HttpApi::new(&engine)?;
+        let reflection = reflection::Reflection::new(&engine)
+            .map_err(|error| Error::Descriptors(error.to_string()))?;
         let _ = self.state.http.set(api);
+        let _ = self.state.reflection.set(reflection);
         let _ = self.state.engine.set(engine);
         Ok(())
     }
@@ -170,17 +182,9 @@ async fn metrics(State(state): State<IngressState>) -> Response {
 }
 
 async fn ready(State(state): State<IngressState>) -> Response {
-    if state.engine.get().is_none() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "waiting for the user function to answer discovery",
-        )
-            .into_response();
-    }
-    match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
-        Ok(Ok(())) => "ready".into_response(),
-        Ok(Err(error)) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the store does not answer").into_response(),
+    match health::readiness(&state).await {
+        Ok(()) => "ready".into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
     }
 }
 

@@ -331,7 +331,10 @@ impl Error {
             Error::NoRoute { .. } => Code::NotFound,
             Error::MethodNotAllowed { .. } => Code::Unimplemented,
             Error::NotReady => Code::Unavailable,
-            Error::Serve(_) | Error::HttpRule { .. } | Error::InvalidReply(_) => Code::Internal,
+            Error::Serve(_)
+            | Error::HttpRule { .. }
+            | Error::Descriptors(_)
+            | Error::InvalidReply(_) => Code::Internal,
         }
     }
 
