@@ -26,12 +26,12 @@ use cloudstate_protocol::crdt::{
     CrdtDelta, CrdtInit, CrdtReply, CrdtStateAction, CrdtStreamIn, CrdtStreamOut,
     CrdtStreamedMessage, crdt_state_action, crdt_stream_in, crdt_stream_out,
 };
-use cloudstate_protocol::{Any, Command, SideEffect, StreamCancelled};
+use cloudstate_protocol::{SideEffect, StreamCancelled};
 use cloudstate_store::EntityKey;
 use dashmap::DashMap;
 use tokio::sync::mpsc;
 
-use crate::entity::{Action, Entity, EntityCommand, Outcome};
+use crate::entity::{Action, Entity, EntityCommand, EntityContext, Outcome};
 use crate::model::{MethodDef, ServiceDef};
 use crate::stream::EntityStream;
 use crate::{Error, Shared};
@@ -53,9 +53,7 @@ pub(crate) struct CrdtStates {
 
 /// A CRDT entity's proxy-side state.
 pub(crate) struct CrdtEntity {
-    service: Arc<ServiceDef>,
-    key: EntityKey,
-    shared: Arc<Shared>,
+    ctx: EntityContext,
     /// The open stream to the user function, or `None` before the first command and after a
     /// restart or a delete.
     stream: Option<Stream>,
@@ -68,12 +66,7 @@ pub(crate) struct CrdtEntity {
 impl Entity for CrdtEntity {
     fn new(service: Arc<ServiceDef>, entity_id: Arc<str>, shared: Arc<Shared>) -> Self {
         CrdtEntity {
-            key: EntityKey {
-                persistence_id: service.persistence_id.clone(),
-                entity_id,
-            },
-            service,
-            shared,
+            ctx: EntityContext::new(service, entity_id, shared),
             stream: None,
             belief: None,
             streams: HashMap::new(),
@@ -88,18 +81,9 @@ impl Entity for CrdtEntity {
             unreachable!("started above");
         };
         let command_id = stream.next_command_id();
-        let streamed = command.method.descriptor.is_server_streaming();
-        stream.send(message(crdt_stream_in::Message::Command(Command {
-            entity_id: self.key.entity_id.to_string(),
-            id: command_id,
-            name: command.method.name.clone(),
-            payload: Some(Any {
-                type_url: command.method.input_type_url.clone(),
-                value: command.payload.clone(),
-            }),
-            streamed,
-            metadata: None,
-        })))?;
+        stream.send(message(crdt_stream_in::Message::Command(
+            self.ctx.command(command_id, command),
+        )))?;
         let reply = loop {
             match self.receive().await? {
                 crdt_stream_out::Message::Reply(reply) if reply.command_id == command_id => {
@@ -108,7 +92,7 @@ impl Entity for CrdtEntity {
                 crdt_stream_out::Message::StreamedMessage(streamed) => {
                     self.deliver_streamed(streamed);
                 }
-                other => return Err(self.violation(&describe(&other))),
+                other => return Err(self.ctx.violation(&describe(&other))),
             }
         };
         let outcome = self.complete(command, reply)?;
@@ -155,13 +139,13 @@ impl Entity for CrdtEntity {
                 self.deliver_streamed(streamed);
                 Ok(())
             }
-            Event::Message(Ok(Some(other))) => Err(self.violation(&describe(&other))),
-            Event::Message(Ok(None)) => Err(self.violation("an empty CrdtStreamOut message")),
+            Event::Message(Ok(Some(other))) => Err(self.ctx.violation(&describe(&other))),
+            Event::Message(Ok(None)) => Err(self.ctx.violation("an empty CrdtStreamOut message")),
             Event::Message(Err(error)) => Err(error),
             Event::Cancelled(command_id) => self.cancel(command_id).await,
         };
         if let Err(error) = result {
-            tracing::debug!(entity = %self.key, %error, "restarting CRDT entity");
+            tracing::debug!(entity = %self.ctx.key, %error, "restarting CRDT entity");
             self.restart();
         }
     }
@@ -222,21 +206,21 @@ fn describe(message: &crdt_stream_out::Message) -> String {
 
 impl CrdtEntity {
     fn states(&self) -> &DashMap<EntityKey, Crdt> {
-        &self.shared.crdt_states.states
+        &self.ctx.shared.crdt_states.states
     }
 
     fn replica(&self) -> &ReplicaId {
-        &self.shared.replica
+        &self.ctx.shared.replica
     }
 
     /// Opens the stream with `init`: the current state as a delta, if the entity exists.
     fn start(&mut self) -> Result<(), Error> {
-        let state = self.states().get(&self.key).map(|state| state.clone());
-        let mut client = self.shared.user_function.crdt();
+        let state = self.states().get(&self.ctx.key).map(|state| state.clone());
+        let mut client = self.ctx.shared.user_function.crdt();
         let stream = Stream::open(|outbound| async move { client.handle(outbound).await });
         stream.send(message(crdt_stream_in::Message::Init(CrdtInit {
-            service_name: self.service.name.clone(),
-            entity_id: self.key.entity_id.to_string(),
+            service_name: self.ctx.service.name.clone(),
+            entity_id: self.ctx.key.entity_id.to_string(),
             delta: state.as_ref().map(|s| s.full_state_delta(self.replica())),
         })))?;
         self.belief = state.map(|s| s.view(self.replica()));
@@ -254,7 +238,7 @@ impl CrdtEntity {
                 Err(Error::EntityFailure(failure.description))
             }
             Some(message) => Ok(message),
-            None => Err(self.violation("an empty CrdtStreamOut message")),
+            None => Err(self.ctx.violation("an empty CrdtStreamOut message")),
         }
     }
 
@@ -267,11 +251,11 @@ impl CrdtEntity {
             state_action,
             streamed,
         } = reply;
-        let action = Action::from_client_action(&self.shared, &command.method, client_action);
+        let action = Action::from_client_action(&self.ctx.shared, &command.method, client_action);
         if let Action::Fail(_) = action {
             if state_action.is_some() {
                 // The user function changed its value and failed: its value is in doubt.
-                self.shared.user_function.report_error(format!(
+                self.ctx.shared.user_function.report_error(format!(
                     "{}: a failure reply carried a state action; it was not applied",
                     command.method.display_name()
                 ));
@@ -300,7 +284,7 @@ impl CrdtEntity {
             None => Ok(()),
             Some(crdt_state_action::Action::Update(delta)) => self.update(&delta),
             Some(crdt_state_action::Action::Delete(_)) => {
-                self.states().remove(&self.key);
+                self.states().remove(&self.ctx.key);
                 // The user function cleared its own state; the entity may be created again.
                 self.belief = None;
                 self.streams.clear();
@@ -316,14 +300,14 @@ impl CrdtEntity {
         let incompatible = |error: CrdtError| {
             let message = format!(
                 "{} entity {}: incompatible CRDT delta: {error}",
-                self.service.name, self.key.entity_id
+                self.ctx.service.name, self.ctx.key.entity_id
             );
-            self.shared.user_function.report_error(message.clone());
+            self.ctx.shared.user_function.report_error(message.clone());
             Error::ProtocolViolation(message)
         };
         let replica = self.replica().clone();
         {
-            let mut entry = self.states().entry(self.key.clone());
+            let mut entry = self.states().entry(self.ctx.key.clone());
             match &mut entry {
                 dashmap::Entry::Occupied(state) => {
                     state
@@ -352,7 +336,7 @@ impl CrdtEntity {
         let Some(stream) = self.stream.as_ref() else {
             return Ok(());
         };
-        let Some(state) = self.states().get(&self.key).map(|state| state.clone()) else {
+        let Some(state) = self.states().get(&self.ctx.key).map(|state| state.clone()) else {
             return Ok(());
         };
         let view = state.view(self.replica());
@@ -385,7 +369,7 @@ impl CrdtEntity {
         let Some((method, sender)) = self.streams.get(&command_id) else {
             return; // its client went away; the cancellation is on its way
         };
-        let action = Action::from_client_action(&self.shared, method, client_action);
+        let action = Action::from_client_action(&self.ctx.shared, method, client_action);
         // A full client buffer means a client that does not read; it must not stall the entity.
         let delivered = sender
             .try_send(Outcome {
@@ -407,7 +391,7 @@ impl CrdtEntity {
         };
         stream.send(message(crdt_stream_in::Message::StreamCancelled(
             StreamCancelled {
-                entity_id: self.key.entity_id.to_string(),
+                entity_id: self.ctx.key.entity_id.to_string(),
                 id: command_id,
             },
         )))?;
@@ -421,7 +405,7 @@ impl CrdtEntity {
                 crdt_stream_out::Message::StreamedMessage(streamed) => {
                     self.deliver_streamed(streamed);
                 }
-                other => return Err(self.violation(&describe(&other))),
+                other => return Err(self.ctx.violation(&describe(&other))),
             }
         };
         self.apply(response.state_action)?;
@@ -432,16 +416,7 @@ impl CrdtEntity {
     /// Side effects with no client call to wait for them run in the background.
     fn run_orphan_side_effects(&self, side_effects: Vec<SideEffect>) {
         if !side_effects.is_empty() {
-            let _ = self.shared.orphan_side_effects.send(side_effects);
+            let _ = self.ctx.shared.orphan_side_effects.send(side_effects);
         }
-    }
-
-    fn violation(&self, what: &str) -> Error {
-        let message = format!(
-            "{} entity {}: the user function sent {what}",
-            self.service.name, self.key.entity_id
-        );
-        self.shared.user_function.report_error(message.clone());
-        Error::ProtocolViolation(message)
     }
 }

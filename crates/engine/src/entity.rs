@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cloudstate_protocol::{ClientAction, Forward, SideEffect, client_action};
+use cloudstate_protocol::{Any, ClientAction, Command, Forward, SideEffect, client_action};
+use cloudstate_store::EntityKey;
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -93,6 +94,55 @@ pub(crate) fn failure_code(code: i32) -> Code {
     match Code::from_i32(code) {
         Code::Ok => Code::Unknown,
         code => code,
+    }
+}
+
+/// What every kind of entity knows about itself: its service, its key, the engine's shared
+/// parts; and what they all do the same way.
+pub(crate) struct EntityContext {
+    pub service: Arc<ServiceDef>,
+    pub key: EntityKey,
+    pub shared: Arc<Shared>,
+}
+
+impl EntityContext {
+    pub fn new(service: Arc<ServiceDef>, entity_id: Arc<str>, shared: Arc<Shared>) -> Self {
+        EntityContext {
+            key: EntityKey {
+                persistence_id: service.persistence_id.clone(),
+                entity_id,
+            },
+            service,
+            shared,
+        }
+    }
+
+    /// The protocol's `Command` for `command`, with the stream's command id. Entity commands
+    /// carry no metadata (the original proxy's behaviour, which support libraries' tests
+    /// compare exactly).
+    pub fn command(&self, id: i64, command: &EntityCommand) -> Command {
+        Command {
+            entity_id: self.key.entity_id.to_string(),
+            id,
+            name: command.method.name.clone(),
+            payload: Some(Any {
+                type_url: command.method.input_type_url.clone(),
+                value: command.payload.clone(),
+            }),
+            streamed: command.method.descriptor.is_server_streaming(),
+            metadata: None,
+        }
+    }
+
+    /// Reports that the user function broke the protocol (to it, and to the log) and returns
+    /// the error that fails the command and restarts the entity.
+    pub fn violation(&self, what: &str) -> Error {
+        let message = format!(
+            "{} entity {}: the user function sent {what}",
+            self.service.name, self.key.entity_id
+        );
+        self.shared.user_function.report_error(message.clone());
+        Error::ProtocolViolation(message)
     }
 }
 

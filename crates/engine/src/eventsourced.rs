@@ -14,10 +14,10 @@ use cloudstate_protocol::eventsourced::{
     EventSourcedEvent, EventSourcedInit, EventSourcedReply, EventSourcedSnapshot,
     EventSourcedStreamIn, EventSourcedStreamOut, event_sourced_stream_in, event_sourced_stream_out,
 };
-use cloudstate_protocol::{Any, Command, client_action};
-use cloudstate_store::{EntityKey, Event, Snapshot, StoreError};
+use cloudstate_protocol::{Any, client_action};
+use cloudstate_store::{Event, Snapshot, StoreError};
 
-use crate::entity::{Action, Entity, EntityCommand, Outcome};
+use crate::entity::{Action, Entity, EntityCommand, EntityContext, Outcome};
 use crate::model::ServiceDef;
 use crate::stream::EntityStream;
 use crate::{Error, Shared};
@@ -32,9 +32,7 @@ fn message(message: event_sourced_stream_in::Message) -> EventSourcedStreamIn {
 
 /// An event sourced entity's proxy-side state.
 pub(crate) struct EventSourcedEntity {
-    service: Arc<ServiceDef>,
-    key: EntityKey,
-    shared: Arc<Shared>,
+    ctx: EntityContext,
     /// The open stream and the journal's last sequence number, or `None` when the entity must
     /// recover before its next command.
     stream: Option<(Stream, u64)>,
@@ -43,12 +41,7 @@ pub(crate) struct EventSourcedEntity {
 impl Entity for EventSourcedEntity {
     fn new(service: Arc<ServiceDef>, entity_id: Arc<str>, shared: Arc<Shared>) -> Self {
         EventSourcedEntity {
-            key: EntityKey {
-                persistence_id: service.persistence_id.clone(),
-                entity_id,
-            },
-            service,
-            shared,
+            ctx: EntityContext::new(service, entity_id, shared),
             stream: None,
         }
     }
@@ -62,19 +55,10 @@ impl Entity for EventSourcedEntity {
         };
         let command_id = stream.next_command_id();
         stream.send(message(event_sourced_stream_in::Message::Command(
-            Command {
-                entity_id: self.key.entity_id.to_string(),
-                id: command_id,
-                name: command.method.name.clone(),
-                payload: Some(Any {
-                    type_url: command.method.input_type_url.clone(),
-                    value: command.payload.clone(),
-                }),
-                streamed: false,
-                metadata: None,
-            },
+            self.ctx.command(command_id, command),
         )))?;
         let reply = match self
+            .ctx
             .shared
             .metrics
             .user_function(stream.receive())
@@ -85,10 +69,10 @@ impl Entity for EventSourcedEntity {
             Some(event_sourced_stream_out::Message::Failure(failure)) => {
                 return Err(Error::EntityFailure(failure.description));
             }
-            None => return Err(self.violation("an empty EventSourcedStreamOut message")),
+            None => return Err(self.ctx.violation("an empty EventSourcedStreamOut message")),
         };
         if reply.command_id != command_id {
-            return Err(self.violation(&format!(
+            return Err(self.ctx.violation(&format!(
                 "a reply for command {} while command {command_id} was in flight",
                 reply.command_id
             )));
@@ -113,18 +97,22 @@ impl EventSourcedEntity {
     /// Loads the entity from the store and opens its stream: `init`, then the replay.
     async fn recover(&mut self) -> Result<(), Error> {
         let recovery = self
+            .ctx
             .shared
             .metrics
-            .store("load_journal", self.shared.store.load_journal(&self.key))
+            .store(
+                "load_journal",
+                self.ctx.shared.store.load_journal(&self.ctx.key),
+            )
             .await
             .map_err(Error::Store)?;
         let sequence_nr = recovery.last_sequence_nr();
-        let mut client = self.shared.user_function.event_sourced();
+        let mut client = self.ctx.shared.user_function.event_sourced();
         let stream = Stream::open(|outbound| async move { client.handle(outbound).await });
         stream.send(message(event_sourced_stream_in::Message::Init(
             EventSourcedInit {
-                service_name: self.service.name.clone(),
-                entity_id: self.key.entity_id.to_string(),
+                service_name: self.ctx.service.name.clone(),
+                entity_id: self.ctx.key.entity_id.to_string(),
                 snapshot: recovery.snapshot.map(|snapshot| EventSourcedSnapshot {
                     snapshot_sequence: snapshot.sequence_nr as i64,
                     snapshot: Some(snapshot.payload),
@@ -159,11 +147,11 @@ impl EventSourcedEntity {
             client_action.as_ref().and_then(|a| a.action.as_ref()),
             Some(client_action::Action::Failure(failure)) if failure.restart
         );
-        let action = Action::from_client_action(&self.shared, &command.method, client_action);
+        let action = Action::from_client_action(&self.ctx.shared, &command.method, client_action);
         if let Action::Fail(_) = action {
             // Nothing of a failed command is kept: not its events, not its side effects.
             if !events.is_empty() {
-                self.shared.user_function.report_error(format!(
+                self.ctx.shared.user_function.report_error(format!(
                     "{}: a failure reply carried {} events; they were not persisted",
                     command.method.display_name(),
                     events.len()
@@ -204,23 +192,18 @@ impl EventSourcedEntity {
             sequence_nr: last,
             payload,
         });
-        let append = self.shared.store.append(&self.key, events, snapshot);
-        match self.shared.metrics.store("append", append).await {
+        let append = self
+            .ctx
+            .shared
+            .store
+            .append(&self.ctx.key, events, snapshot);
+        match self.ctx.shared.metrics.store("append", append).await {
             Ok(()) => {
                 *sequence_nr = last;
                 Ok(())
             }
-            Err(StoreError::Conflict { .. }) => Err(Error::Conflict(self.key.to_string())),
+            Err(StoreError::Conflict { .. }) => Err(Error::Conflict(self.ctx.key.to_string())),
             Err(error) => Err(Error::Store(error)),
         }
-    }
-
-    fn violation(&self, what: &str) -> Error {
-        let message = format!(
-            "{} entity {}: the user function sent {what}",
-            self.service.name, self.key.entity_id
-        );
-        self.shared.user_function.report_error(message.clone());
-        Error::ProtocolViolation(message)
     }
 }

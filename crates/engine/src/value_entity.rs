@@ -12,10 +12,10 @@ use cloudstate_protocol::valueentity::{
     ValueEntityInit, ValueEntityInitState, ValueEntityReply, ValueEntityStreamIn,
     ValueEntityStreamOut, value_entity_action, value_entity_stream_in, value_entity_stream_out,
 };
-use cloudstate_protocol::{Any, Command};
-use cloudstate_store::{EntityKey, StoreError, ValueWrite};
 
-use crate::entity::{Action, Entity, EntityCommand, Outcome};
+use cloudstate_store::{StoreError, ValueWrite};
+
+use crate::entity::{Action, Entity, EntityCommand, EntityContext, Outcome};
 use crate::model::ServiceDef;
 use crate::stream::EntityStream;
 use crate::{Error, Shared};
@@ -30,9 +30,7 @@ fn message(message: value_entity_stream_in::Message) -> ValueEntityStreamIn {
 
 /// A value entity's proxy-side state.
 pub(crate) struct ValueEntity {
-    service: Arc<ServiceDef>,
-    key: EntityKey,
-    shared: Arc<Shared>,
+    ctx: EntityContext,
     /// The open stream and the version of the stored value (0: none), or `None` when the entity
     /// must reload before its next command.
     stream: Option<(Stream, u64)>,
@@ -41,12 +39,7 @@ pub(crate) struct ValueEntity {
 impl Entity for ValueEntity {
     fn new(service: Arc<ServiceDef>, entity_id: Arc<str>, shared: Arc<Shared>) -> Self {
         ValueEntity {
-            key: EntityKey {
-                persistence_id: service.persistence_id.clone(),
-                entity_id,
-            },
-            service,
-            shared,
+            ctx: EntityContext::new(service, entity_id, shared),
             stream: None,
         }
     }
@@ -59,18 +52,11 @@ impl Entity for ValueEntity {
             unreachable!("recovered above");
         };
         let command_id = stream.next_command_id();
-        stream.send(message(value_entity_stream_in::Message::Command(Command {
-            entity_id: self.key.entity_id.to_string(),
-            id: command_id,
-            name: command.method.name.clone(),
-            payload: Some(Any {
-                type_url: command.method.input_type_url.clone(),
-                value: command.payload.clone(),
-            }),
-            streamed: false,
-            metadata: None,
-        })))?;
+        stream.send(message(value_entity_stream_in::Message::Command(
+            self.ctx.command(command_id, command),
+        )))?;
         let reply = match self
+            .ctx
             .shared
             .metrics
             .user_function(stream.receive())
@@ -81,10 +67,10 @@ impl Entity for ValueEntity {
             Some(value_entity_stream_out::Message::Failure(failure)) => {
                 return Err(Error::EntityFailure(failure.description));
             }
-            None => return Err(self.violation("an empty ValueEntityStreamOut message")),
+            None => return Err(self.ctx.violation("an empty ValueEntityStreamOut message")),
         };
         if reply.command_id != command_id {
-            return Err(self.violation(&format!(
+            return Err(self.ctx.violation(&format!(
                 "a reply for command {} while command {command_id} was in flight",
                 reply.command_id
             )));
@@ -109,23 +95,27 @@ impl ValueEntity {
     /// Loads the value from the store and opens the stream with `init`.
     async fn recover(&mut self) -> Result<(), Error> {
         let stored = self
+            .ctx
             .shared
             .metrics
-            .store("load_value", self.shared.store.load_value(&self.key))
+            .store(
+                "load_value",
+                self.ctx.shared.store.load_value(&self.ctx.key),
+            )
             .await
             .map_err(Error::Store)?;
         let (version, value) = match stored {
             Some(value) => (value.version, Some(value.payload)),
             None => (0, None),
         };
-        let mut client = self.shared.user_function.value_entity();
+        let mut client = self.ctx.shared.user_function.value_entity();
         let stream = Stream::open(|outbound| async move { client.handle(outbound).await });
         // The state is always present, empty when nothing is stored (the original proxy's
         // behaviour, which support libraries' tests compare exactly).
         stream.send(message(value_entity_stream_in::Message::Init(
             ValueEntityInit {
-                service_name: self.service.name.clone(),
-                entity_id: self.key.entity_id.to_string(),
+                service_name: self.ctx.service.name.clone(),
+                entity_id: self.ctx.key.entity_id.to_string(),
                 state: Some(ValueEntityInitState { value }),
             },
         )))?;
@@ -144,7 +134,7 @@ impl ValueEntity {
             state_action,
             ..
         } = reply;
-        let action = Action::from_client_action(&self.shared, &command.method, client_action);
+        let action = Action::from_client_action(&self.ctx.shared, &command.method, client_action);
         if let Action::Fail(_) = action {
             // Nothing of a failed command is kept: not its state change, not its side effects.
             return Ok(Outcome {
@@ -174,26 +164,18 @@ impl ValueEntity {
             return Err(Error::EntityTerminated("the entity restarted".into()));
         };
         match self
+            .ctx
             .shared
             .store
-            .write_value(&self.key, *version, write)
+            .write_value(&self.ctx.key, *version, write)
             .await
         {
             Ok(new_version) => {
                 *version = new_version;
                 Ok(())
             }
-            Err(StoreError::Conflict { .. }) => Err(Error::Conflict(self.key.to_string())),
+            Err(StoreError::Conflict { .. }) => Err(Error::Conflict(self.ctx.key.to_string())),
             Err(error) => Err(Error::Store(error)),
         }
-    }
-
-    fn violation(&self, what: &str) -> Error {
-        let message = format!(
-            "{} entity {}: the user function sent {what}",
-            self.service.name, self.key.entity_id
-        );
-        self.shared.user_function.report_error(message.clone());
-        Error::ProtocolViolation(message)
     }
 }
