@@ -303,6 +303,7 @@
 
 mod action;
 mod command;
+pub mod crdt;
 mod error;
 mod eventsourced;
 mod metadata;
@@ -322,6 +323,10 @@ pub use action::{
 };
 pub use cloudstate_protocol as protocol;
 pub use command::CommandHandlers;
+pub use crdt::{
+    ChangeContext, CrdtCommands, CrdtContext, CrdtEntity, CrdtEntityService, StreamedContext,
+    WriteConsistency,
+};
 pub use error::Error;
 pub use eventsourced::{CommandContext, Commands, Event, EventSourced, EventSourcedEntity};
 pub use metadata::Metadata;

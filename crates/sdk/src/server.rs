@@ -1,6 +1,7 @@
 //! The gRPC server the proxy talks to: `cloudstate.EntityDiscovery` and the protocols of the
 //! registered services' kinds (`cloudstate.eventsourced.EventSourced`,
-//! `cloudstate.valueentity.ValueEntity`, `cloudstate.action.ActionProtocol`).
+//! `cloudstate.valueentity.ValueEntity`, `cloudstate.crdt.Crdt`,
+//! `cloudstate.action.ActionProtocol`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,6 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cloudstate_protocol::action::action_protocol_server::{ActionProtocol, ActionProtocolServer};
 use cloudstate_protocol::action::{ActionCommand, ActionResponse};
+use cloudstate_protocol::crdt::CrdtStreamIn;
+use cloudstate_protocol::crdt::crdt_server::{Crdt as CrdtRpc, CrdtServer};
 use cloudstate_protocol::entity_discovery_server::{EntityDiscovery, EntityDiscoveryServer};
 use cloudstate_protocol::eventsourced::EventSourcedStreamIn;
 use cloudstate_protocol::eventsourced::event_sourced_server::{
@@ -29,6 +32,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::action::{self, ActionType, Calls, Payloads};
 use crate::command::Shape;
+use crate::crdt::session::CrdtProtocol;
 use crate::eventsourced::session::EventSourcedProtocol;
 use crate::service::Services;
 use crate::stream::{EntityStream, Registry};
@@ -43,8 +47,9 @@ pub const SUPPORT_LIBRARY_NAME: &str = "cloudstate-rust";
 const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = u32::MAX;
 
 /// A user function: the descriptor set of its protos and the services it serves, of any kinds
-/// ([`EventSourced`](crate::EventSourced) and value entities
-/// ([`ValueEntityService`](crate::ValueEntityService)), actions
+/// ([`EventSourced`](crate::EventSourced), value entities
+/// ([`ValueEntityService`](crate::ValueEntityService)), CRDT entities
+/// ([`CrdtEntityService`](crate::CrdtEntityService)), actions
 /// ([`ActionService`](crate::ActionService))), together on one port.
 ///
 /// ```no_run
@@ -107,8 +112,9 @@ impl Server {
 
     /// Serves `service` (an entity type or an action), after checking it against the
     /// descriptor set: its service exists, every handler names one of its methods with the same
-    /// input and output types and shape (entities have no streamed methods). Methods without a
-    /// handler are logged (calls of them fail).
+    /// input and output types and shape (event sourced and value entities have no streamed
+    /// methods, CRDT entities only server streaming ones). Methods without a handler are logged
+    /// (calls of them fail).
     ///
     /// # Errors
     ///
@@ -185,6 +191,7 @@ impl Server {
         let Services {
             event_sourced,
             value,
+            crdt,
             actions,
             ..
         } = services;
@@ -196,6 +203,9 @@ impl Server {
             }))
             .add_service(ValueEntityServer::new(ValueService {
                 entities: Arc::new(value),
+            }))
+            .add_service(CrdtServer::new(CrdtService {
+                entities: Arc::new(crdt),
             }))
             .add_service(ActionProtocolServer::new(ActionProtocolService {
                 actions: Arc::new(actions),
@@ -335,6 +345,26 @@ impl ValueEntityRpc for ValueService {
     async fn handle(
         &self,
         request: Request<Streaming<ValueEntityStreamIn>>,
+    ) -> Result<Response<Self::handleStream>, Status> {
+        Ok(Response::new(EntityStream::new(
+            request.into_inner(),
+            self.entities.clone(),
+        )))
+    }
+}
+
+/// `cloudstate.crdt.Crdt`.
+struct CrdtService {
+    entities: Registry<CrdtProtocol>,
+}
+
+#[tonic::async_trait]
+impl CrdtRpc for CrdtService {
+    type handleStream = EntityStream<CrdtProtocol>;
+
+    async fn handle(
+        &self,
+        request: Request<Streaming<CrdtStreamIn>>,
     ) -> Result<Response<Self::handleStream>, Status> {
         Ok(Response::new(EntityStream::new(
             request.into_inner(),

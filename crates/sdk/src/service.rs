@@ -1,5 +1,5 @@
-//! What a [`Server`](crate::Server) serves: event sourced entities, value entities and actions,
-//! registered the same way and checked against the descriptor set.
+//! What a [`Server`](crate::Server) serves: event sourced entities, value entities, CRDT
+//! entities and actions, registered the same way and checked against the descriptor set.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,13 +10,15 @@ use cloudstate_protocol::{self as protocol, entity_type};
 use crate::Error;
 use crate::action::ActionType;
 use crate::command::{Shape, Signature};
+use crate::crdt::session::CrdtProtocol;
 use crate::eventsourced::session::EventSourcedProtocol;
 use crate::stream::EntityType;
 use crate::valueentity::session::ValueProtocol;
 
 /// A service a [`Server`](crate::Server) can serve:
-/// [`EventSourced`](crate::EventSourced), [`ValueEntityService`](crate::ValueEntityService) or
-/// [`ActionService`](crate::ActionService). Implemented by those types only.
+/// [`EventSourced`](crate::EventSourced), [`ValueEntityService`](crate::ValueEntityService),
+/// [`CrdtEntityService`](crate::CrdtEntityService) or [`ActionService`](crate::ActionService).
+/// Implemented by those types only.
 pub trait Service: Sealed {}
 
 /// Registers a service; not nameable outside the crate, so only the crate's types implement
@@ -48,6 +50,7 @@ pub struct Services {
     specs: Vec<protocol::Entity>,
     pub(crate) event_sourced: HashMap<String, Arc<dyn EntityType<EventSourcedProtocol>>>,
     pub(crate) value: HashMap<String, Arc<dyn EntityType<ValueProtocol>>>,
+    pub(crate) crdt: HashMap<String, Arc<dyn EntityType<CrdtProtocol>>>,
     pub(crate) actions: HashMap<String, Arc<dyn ActionType>>,
 }
 
@@ -59,6 +62,7 @@ impl Services {
             specs: Vec::new(),
             event_sourced: HashMap::new(),
             value: HashMap::new(),
+            crdt: HashMap::new(),
             actions: HashMap::new(),
         }
     }
@@ -129,6 +133,7 @@ fn kind(spec: &protocol::Entity) -> &'static str {
     match spec.entity_type.as_str() {
         entity_type::EVENT_SOURCED => "event sourced entities",
         entity_type::VALUE_ENTITY => "value entities",
+        entity_type::CRDT => "CRDT entities",
         _ => "actions",
     }
 }
@@ -136,15 +141,19 @@ fn kind(spec: &protocol::Entity) -> &'static str {
 /// Checks a service's handlers against its service in `files`; returns what is wrong.
 ///
 /// Every handler must name a method of the service, with the same input and output types and
-/// the same shape. Entities (event sourced and value) support no streamed methods; actions
-/// support all shapes.
+/// the same shape. Event sourced and value entities support no streamed methods, CRDT entities
+/// server streaming ones (streamed commands), actions all shapes.
 pub(crate) fn check_service(
     files: &prost_types::FileDescriptorSet,
     spec: &protocol::Entity,
     handlers: &[Signature],
 ) -> Result<(), String> {
     let service_name = spec.service_name.as_str();
-    let streaming_allowed = spec.entity_type == entity_type::ACTION;
+    let (client_streaming_allowed, server_streaming_allowed) = match spec.entity_type.as_str() {
+        entity_type::ACTION => (true, true),
+        entity_type::CRDT => (false, true),
+        _ => (false, false),
+    };
     let service = files
         .file
         .iter()
@@ -164,9 +173,12 @@ pub(crate) fn check_service(
         .ok_or_else(|| "the service is not in the descriptor set".to_owned())?;
 
     for method in &service.method {
-        if !streaming_allowed && (method.client_streaming() || method.server_streaming()) {
+        if (method.client_streaming() && !client_streaming_allowed)
+            || (method.server_streaming() && !server_streaming_allowed)
+        {
+            let shape = Shape::of(method.client_streaming(), method.server_streaming());
             return Err(format!(
-                "method {} is streamed, which {} do not support",
+                "method {} is {shape}, which {} do not support",
                 method.name(),
                 kind(spec)
             ));

@@ -1,8 +1,9 @@
-//! The streams of the stateful entity protocols (`EventSourced`, `ValueEntity`): one stream per
-//! active entity, `init` first, then a session of the entity's type turns each message into at
-//! most one reply.
+//! The streams of the stateful entity protocols (`EventSourced`, `ValueEntity`, `Crdt`): one
+//! stream per active entity, `init` first, then a session of the entity's type answers each
+//! message (at most one reply for event sourced and value entities, any number of messages for
+//! CRDT entities).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -20,12 +21,12 @@ pub(crate) trait EntityProtocol: 'static {
     /// What the proxy sends (`EventSourcedStreamIn`).
     type In: Message + Default + Unpin + Send + 'static;
     /// What the user function sends (`EventSourcedStreamOut`).
-    type Out: Send + 'static;
+    type Out: Send + Unpin + 'static;
     /// The `oneof` inside [`In`](Self::In).
     type Message: Send;
     /// The first message of a stream.
     type Init: Send;
-    /// A session's answer to a command.
+    /// A session's answer to a message.
     type Reply: Send;
 
     /// The `oneof` of a message from the proxy.
@@ -37,8 +38,8 @@ pub(crate) trait EntityProtocol: 'static {
     /// The service and entity id an init message names.
     fn target(init: &Self::Init) -> (&str, &str);
 
-    /// The stream message carrying `reply`.
-    fn reply(reply: Self::Reply) -> Self::Out;
+    /// The stream messages carrying `reply`.
+    fn reply(reply: Self::Reply) -> impl IntoIterator<Item = Self::Out>;
 
     /// The stream message carrying a failure of the whole stream.
     fn failure(failure: protocol::Failure) -> Self::Out;
@@ -80,6 +81,8 @@ pub(crate) struct EntityStream<P: EntityProtocol> {
     input: Streaming<P::In>,
     entities: Registry<P>,
     session: Option<Box<dyn Session<P>>>,
+    /// Answers to the last message not yet sent.
+    pending: VecDeque<P::Out>,
     /// `service/entity id`, for logs.
     entity: String,
     phase: Phase,
@@ -92,12 +95,14 @@ impl<P: EntityProtocol> EntityStream<P> {
             input,
             entities,
             session: None,
+            pending: VecDeque::new(),
             entity: String::new(),
             phase: Phase::Running,
         }
     }
 
-    fn process(&mut self, message: Option<P::Message>) -> Result<Option<P::Out>, Error> {
+    /// Handles one message from the proxy; its answers go to `pending`.
+    fn process(&mut self, message: Option<P::Message>) -> Result<(), Error> {
         let reply = match &mut self.session {
             Some(session) => session.handle(message)?,
             None => {
@@ -113,7 +118,8 @@ impl<P: EntityProtocol> EntityStream<P> {
                 None
             }
         };
-        Ok(reply.map(P::reply))
+        self.pending.extend(reply.into_iter().flat_map(P::reply));
+        Ok(())
     }
 }
 
@@ -123,6 +129,9 @@ impl<P: EntityProtocol> Stream for EntityStream<P> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
+            if let Some(out) = this.pending.pop_front() {
+                return Poll::Ready(Some(Ok(out)));
+            }
             match std::mem::replace(&mut this.phase, Phase::Done) {
                 Phase::Running => this.phase = Phase::Running,
                 Phase::Failing(status) => return Poll::Ready(Some(Err(status))),
@@ -141,8 +150,7 @@ impl<P: EntityProtocol> Stream for EntityStream<P> {
                 }
             };
             match this.process(message) {
-                Ok(None) => continue,
-                Ok(Some(out)) => return Poll::Ready(Some(Ok(out))),
+                Ok(()) => continue,
                 Err(error) => {
                     let description = error.to_string();
                     tracing::warn!(entity = %this.entity, "ending the entity stream: {description}");

@@ -250,10 +250,10 @@ impl EntityProtocol for EventSourcedProtocol {
         (&init.service_name, &init.entity_id)
     }
 
-    fn reply(reply: EventSourcedReply) -> EventSourcedStreamOut {
-        EventSourcedStreamOut {
+    fn reply(reply: EventSourcedReply) -> impl IntoIterator<Item = EventSourcedStreamOut> {
+        std::iter::once(EventSourcedStreamOut {
             message: Some(event_sourced_stream_out::Message::Reply(reply)),
-        }
+        })
     }
 
     fn failure(failure: protocol::Failure) -> EventSourcedStreamOut {

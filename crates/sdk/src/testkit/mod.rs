@@ -9,6 +9,9 @@
 //!   snapshot.
 //! - [`ValueEntityTestKit`]: one value entity instance, with the value the proxy would have
 //!   stored.
+//! - [`CrdtTestKit`]: one CRDT entity instance on one node: commands and streamed commands,
+//!   deltas from elsewhere ([`deltas`] writes them), cancelled streams, deletion; the deltas
+//!   the entity sends, the messages of its streams and its state.
 //! - [`ActionTestKit`]: calls of an action in any of the four shapes.
 //!
 //! ```
@@ -42,7 +45,7 @@
 //! assert_eq!(counter.state().0, 2);
 //! ```
 //!
-//! The crate documentation has examples of the value entity and action testkits.
+//! The crate documentation has examples of the value entity, CRDT entity and action testkits.
 
 use cloudstate_protocol::action::action_response;
 use cloudstate_protocol::{self as protocol, Any};
@@ -52,10 +55,13 @@ use crate::reply::decode_any;
 use crate::{Error, Failure, Forward};
 
 mod action;
+mod crdt;
+pub mod deltas;
 mod eventsourced;
 mod value;
 
 pub use self::action::{ActionOutcome, ActionTestKit};
+pub use self::crdt::{CancelOutcome, CrdtOutcome, CrdtTestKit, StreamedMessage};
 pub use self::eventsourced::{EventSourcedTestKit, Outcome};
 pub use self::value::{ValueEntityTestKit, ValueOutcome};
 pub use crate::valueentity::StateAction;

@@ -170,10 +170,10 @@ impl EntityProtocol for ValueProtocol {
         (&init.service_name, &init.entity_id)
     }
 
-    fn reply(reply: ValueEntityReply) -> ValueEntityStreamOut {
-        ValueEntityStreamOut {
+    fn reply(reply: ValueEntityReply) -> impl IntoIterator<Item = ValueEntityStreamOut> {
+        std::iter::once(ValueEntityStreamOut {
             message: Some(value_entity_stream_out::Message::Reply(reply)),
-        }
+        })
     }
 
     fn failure(failure: protocol::Failure) -> ValueEntityStreamOut {
