@@ -11,11 +11,18 @@
 //! - **Value entities**: a protobuf state message implements [`ValueEntity`]; command handlers
 //!   get the current state as `&self` and a [`ValueContext`] that replaces or deletes it.
 //!   Registered as [`ValueEntityService`].
+//! - **CRDT entities**: the proxy replicates the entity's state, one of eight conflict-free
+//!   replicated data types ([`crdt`]: counters, sets, a register, a flag, a map, a vote);
+//!   handlers of a type implementing [`CrdtEntity`] read and change it through typed handles
+//!   from their [`CrdtContext`], and the SDK sends the net delta. Server streaming methods are
+//!   streamed commands ([`StreamedContext`]): their stream stays open, pushing a message when
+//!   the state changes, and may change the state when the client cancels. Registered as
+//!   [`CrdtEntityService`].
 //! - **Actions**: stateless `async` handlers of any call shape (unary, server, client and
 //!   bidirectional streaming) on a type implementing [`Action`], with an [`ActionContext`].
 //!   Registered as [`ActionService`].
 //! - The same [`Reply`] (a message, a forward, or nothing), [`Failure`] and side effects
-//!   ([`SideEffect`], the contexts' `side_effect`) for all three kinds.
+//!   ([`SideEffect`], the contexts' `side_effect`) for all four kinds.
 //! - [`Server`]: serves `cloudstate.EntityDiscovery` and the protocol of each registered
 //!   service's kind; services of all kinds may share one server.
 //! - [`testkit`]: drives an entity or calls an action in a unit test exactly as the proxy
@@ -203,6 +210,113 @@
 //! assert!(outcome.state_action().is_none());
 //! ```
 //!
+//! # A CRDT entity
+//!
+//! Presence: a user is online while one of their `Connect` calls is open on some node.
+//!
+//! ```
+//! use cloudstate::crdt::{Vote, Votes};
+//! use cloudstate::{CrdtCommands, CrdtEntity, CrdtEntityService, Failure, Reply, StreamedContext};
+//!
+//! # pub mod proto {
+//! #     #[derive(Clone, PartialEq, prost::Message)]
+//! #     pub struct User { #[prost(string, tag = "1")] pub user_id: String }
+//! #     #[derive(Clone, PartialEq, prost::Message)]
+//! #     pub struct OnlineStatus { #[prost(bool, tag = "1")] pub online: bool }
+//! #     macro_rules! name { ($($t:ident),*) => { $(impl prost::Name for $t {
+//! #         const NAME: &'static str = stringify!($t);
+//! #         const PACKAGE: &'static str = "example.chat";
+//! #     })* } }
+//! #     name!(User, OnlineStatus);
+//! # }
+//! /// What this node knows locally: how many of the user's connections are open here. The
+//! /// entity's replicated state is a `Vote`, reached through the context.
+//! #[derive(Default)]
+//! pub struct Presence {
+//!     connections: u32,
+//! }
+//!
+//! impl CrdtEntity for Presence {
+//!     fn new(_user_id: &str) -> Self {
+//!         Presence::default()
+//!     }
+//!
+//!     fn commands(commands: &mut CrdtCommands<Self>) {
+//!         commands
+//!             .streamed("Connect", Self::connect)
+//!             .streamed("Monitor", Self::monitor);
+//!     }
+//! }
+//!
+//! impl Presence {
+//!     /// `rpc Connect(User) returns (stream google.protobuf.Empty)`
+//!     fn connect(
+//!         &mut self,
+//!         _: proto::User,
+//!         ctx: &mut StreamedContext<Self, ()>,
+//!     ) -> Result<Reply<()>, Failure> {
+//!         ctx.state_or_create::<Vote>()?.vote(true);
+//!         self.connections += 1;
+//!         // Keeps the stream open; runs when the client goes away.
+//!         ctx.on_cancel(|presence: &mut Presence, ctx| {
+//!             presence.connections -= 1;
+//!             if presence.connections == 0 {
+//!                 if let Ok(Some(mut vote)) = ctx.state::<Vote>() {
+//!                     vote.vote(false);
+//!                 }
+//!             }
+//!         });
+//!         Ok(Reply::NoReply)
+//!     }
+//!
+//!     /// `rpc Monitor(User) returns (stream OnlineStatus)`
+//!     fn monitor(
+//!         &mut self,
+//!         _: proto::User,
+//!         ctx: &mut StreamedContext<Self, proto::OnlineStatus>,
+//!     ) -> Result<proto::OnlineStatus, Failure> {
+//!         let online = |votes: Option<Votes>| votes.is_some_and(|v| v.at_least_one());
+//!         let mut last = online(ctx.value::<Vote>()?);
+//!         // Runs after every change of the state (here, or replicated from elsewhere).
+//!         ctx.on_change(move |_: &mut Presence, change| {
+//!             let now = online(change.value::<Vote>()?);
+//!             if now == last {
+//!                 return Ok(Reply::NoReply);
+//!             }
+//!             last = now;
+//!             Ok(Reply::Message(proto::OnlineStatus { online: now }))
+//!         });
+//!         Ok(proto::OnlineStatus { online: last })
+//!     }
+//! }
+//!
+//! fn presence() -> CrdtEntityService<Presence> {
+//!     CrdtEntityService::new("example.chat.Presence").persistence_id("presence")
+//! }
+//!
+//! // In a test:
+//! use cloudstate::testkit::{CrdtTestKit, deltas};
+//!
+//! let mut kit = CrdtTestKit::new(presence(), "ann");
+//! let ann = || proto::User { user_id: "ann".into() };
+//! let monitor = kit.streamed_command("Monitor", ann()).unwrap();
+//! assert!(!monitor.reply::<proto::OnlineStatus>().unwrap().online);
+//!
+//! let connect = kit.streamed_command("Connect", ann()).unwrap();
+//! assert!(connect.streamed());
+//! assert_eq!(connect.delta(), Some(&deltas::vote(true, 0, 0)));
+//! let pushed = &connect.streamed_messages()[0];
+//! assert!(pushed.reply::<proto::OnlineStatus>().unwrap().online);
+//!
+//! let disconnect = kit.cancel(connect.command_id()).unwrap();
+//! assert_eq!(disconnect.delta(), Some(&deltas::vote(false, 0, 0)));
+//! assert_eq!(kit.stream(monitor.command_id()).len(), 2);
+//!
+//! // Another node's vote arrives as a delta.
+//! let pushed = kit.delta(deltas::vote(false, 1, 2)).unwrap();
+//! assert!(pushed[0].reply::<proto::OnlineStatus>().unwrap().online);
+//! ```
+//!
 //! # An action
 //!
 //! ```
@@ -291,8 +405,16 @@
 //!   handler's input, or that does not decode, fails that command (`UNIMPLEMENTED` /
 //!   `INVALID_ARGUMENT`); a panicking handler fails it too. An entity's stream carries on.
 //! - Entity protocol violations (no `init` first, a second `init`, an event after a command
-//!   or that does not decode, a stored value of another type, an unknown service) end the
-//!   stream: a `failure` message, then the gRPC status `FAILED_PRECONDITION`.
+//!   or that does not decode, a stored value of another type, a CRDT delta that does not
+//!   apply, an unknown service) end the stream: a `failure` message, then the gRPC status
+//!   `FAILED_PRECONDITION`.
+//! - CRDT entities: set elements, map keys and register values are `Any`s, primitives as
+//!   `p.cloudstate.io/<type>` (field 1, the default value as zero bytes), messages as
+//!   `type.googleapis.com/<name>` ([`crdt::ToAny`]). A command's reply carries the net delta
+//!   of its changes (`state_action.update`, with its write consistency) or `delete`; streamed
+//!   messages of other streams follow the reply. A `CrdtStreamCancelledResponse` answers every
+//!   `stream_cancelled`, with the on-cancel callback's change, if any. Deltas from the proxy
+//!   are applied, never echoed.
 //! - Actions: a call of an unknown service, of a method of another shape than the call's, or
 //!   whose first streamed message carries a payload ends with the gRPC status
 //!   `FAILED_PRECONDITION`. A response without a reply (`Reply::NoReply`) has no `response`;
@@ -312,6 +434,8 @@ mod reply;
 mod server;
 mod service;
 mod stream;
+#[cfg(test)]
+mod test_crdt;
 #[cfg(test)]
 mod test_entity;
 pub mod testkit;

@@ -496,6 +496,10 @@ mod tests {
 
     use cloudstate_protocol::action::action_protocol_client::ActionProtocolClient;
     use cloudstate_protocol::action::action_response;
+    use cloudstate_protocol::crdt::crdt_client::CrdtClient;
+    use cloudstate_protocol::crdt::{
+        CrdtDelete, CrdtInit, CrdtStreamOut, crdt_state_action, crdt_stream_in, crdt_stream_out,
+    };
     use cloudstate_protocol::entity_discovery_client::EntityDiscoveryClient;
     use cloudstate_protocol::eventsourced::event_sourced_client::EventSourcedClient;
     use cloudstate_protocol::eventsourced::{
@@ -515,7 +519,9 @@ mod tests {
     use crate::EventSourced;
     use crate::command::Signature;
     use crate::service::check_service;
+    use crate::test_crdt::{CRDT_SERVICE, CrdtModel, crdt_model};
     use crate::test_entity::{self, Request, State, action_model, model, request, value_model};
+    use crate::testkit::deltas;
 
     /// Starts a server with the test model on a free port; it stops when the sender drops.
     async fn start() -> (Channel, oneshot::Sender<()>) {
@@ -528,6 +534,8 @@ mod tests {
             .register(value_model())
             .unwrap()
             .register(action_model())
+            .unwrap()
+            .register(crdt_model())
             .unwrap()
             .service_info("model", "1.2.3");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -600,6 +608,7 @@ mod tests {
                     "values"
                 ),
                 (entity_type::ACTION, test_entity::ACTION_SERVICE, ""),
+                (entity_type::CRDT, CRDT_SERVICE, "crdts"),
             ]
         );
         assert!(spec.entities[1].passivation_strategy.is_none());
@@ -778,6 +787,17 @@ mod tests {
                 );
             }
             _ => panic!("a value entity with streamed methods was accepted"),
+        }
+        // CRDT entities have server streaming methods, not client streaming ones.
+        let client_streaming = server().register(crate::CrdtEntityService::<CrdtModel>::new(
+            test_entity::ACTION_SERVICE,
+        ));
+        match client_streaming {
+            Err(Error::InvalidEntity { reason, .. }) => assert_eq!(
+                reason,
+                "method Concat is client streaming, which CRDT entities do not support"
+            ),
+            _ => panic!("a CRDT entity with client streaming methods was accepted"),
         }
     }
 
@@ -977,6 +997,125 @@ mod tests {
                 .contains("the stored state: unexpected type"),
             "{failure:?}"
         );
+    }
+
+    fn crdt_in(message: crdt_stream_in::Message) -> CrdtStreamIn {
+        CrdtStreamIn {
+            message: Some(message),
+        }
+    }
+
+    fn crdt_command(id: i64, name: &str, values: &[&str], streamed: bool) -> CrdtStreamIn {
+        crdt_in(crdt_stream_in::Message::Command(protocol::Command {
+            entity_id: "c1".into(),
+            id,
+            name: name.into(),
+            payload: Some(Any::from_message(&request(values))),
+            streamed,
+            metadata: None,
+        }))
+    }
+
+    /// One CRDT entity stream: each message from the proxy gets its answers, in order, before
+    /// the next is sent; a streamed command's messages follow the reply of the command that
+    /// changed the state.
+    #[tokio::test]
+    async fn crdt_streams_answer_each_message_with_its_messages() {
+        let (channel, _stop) = start().await;
+        let (input, rx) = mpsc::channel(1);
+        let mut output = CrdtClient::new(channel)
+            .handle(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        input
+            .send(crdt_in(crdt_stream_in::Message::Init(CrdtInit {
+                service_name: CRDT_SERVICE.into(),
+                entity_id: "c1".into(),
+                delta: Some(deltas::gcounter(2)),
+            })))
+            .await
+            .unwrap();
+        input
+            .send(crdt_command(1, "Watch", &["cancel:gcounter+5"], true))
+            .await
+            .unwrap();
+        let Some(crdt_stream_out::Message::Reply(watch)) = next(&mut output).await else {
+            panic!("expected the reply to Watch");
+        };
+        assert!(watch.streamed);
+        input
+            .send(crdt_command(2, "Process", &["gcounter+1"], false))
+            .await
+            .unwrap();
+        let Some(crdt_stream_out::Message::Reply(process)) = next(&mut output).await else {
+            panic!("expected the reply to Process");
+        };
+        assert_eq!(
+            process.state_action.and_then(|a| a.action),
+            Some(crdt_state_action::Action::Update(deltas::gcounter(1)))
+        );
+        let Some(crdt_stream_out::Message::StreamedMessage(message)) = next(&mut output).await
+        else {
+            panic!("expected a streamed message");
+        };
+        assert_eq!(message.command_id, 1);
+        input
+            .send(crdt_in(crdt_stream_in::Message::StreamCancelled(
+                protocol::StreamCancelled {
+                    entity_id: "c1".into(),
+                    id: 1,
+                },
+            )))
+            .await
+            .unwrap();
+        let Some(crdt_stream_out::Message::StreamCancelledResponse(response)) =
+            next(&mut output).await
+        else {
+            panic!("expected the stream cancelled response");
+        };
+        assert_eq!(response.command_id, 1);
+        assert_eq!(
+            response.state_action.and_then(|a| a.action),
+            Some(crdt_state_action::Action::Update(deltas::gcounter(5)))
+        );
+        input
+            .send(crdt_in(crdt_stream_in::Message::Delete(CrdtDelete {})))
+            .await
+            .unwrap();
+        drop(input);
+        assert!(output.next().await.is_none());
+    }
+
+    async fn next(output: &mut Streaming<CrdtStreamOut>) -> Option<crdt_stream_out::Message> {
+        output.next().await.unwrap().unwrap().message
+    }
+
+    #[tokio::test]
+    async fn crdt_protocol_violations_end_the_stream() {
+        let (channel, _stop) = start().await;
+        let input = vec![
+            crdt_in(crdt_stream_in::Message::Init(CrdtInit {
+                service_name: CRDT_SERVICE.into(),
+                entity_id: "c1".into(),
+                delta: Some(deltas::gcounter(2)),
+            })),
+            crdt_in(crdt_stream_in::Message::Delta(deltas::flag(true))),
+        ];
+        let mut output = CrdtClient::new(channel)
+            .handle(tokio_stream::iter(input))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(crdt_stream_out::Message::Failure(failure)) = next(&mut output).await else {
+            panic!("expected a failure");
+        };
+        assert_eq!(
+            failure.description,
+            "protocol error: a delta that does not apply: a Flag is incompatible with CRDT GCounter"
+        );
+        let status = output.next().await.unwrap().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     }
 
     fn action_command(name: &str, values: Option<&[&str]>) -> ActionCommand {

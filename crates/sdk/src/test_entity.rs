@@ -453,6 +453,11 @@ pub(crate) fn descriptor_set() -> Vec<u8> {
                         ..ServiceDescriptorProto::default()
                     },
                     ServiceDescriptorProto {
+                        name: Some("CrdtModel".into()),
+                        method: vec![method("Process", state), streamed("Watch", false, true)],
+                        ..ServiceDescriptorProto::default()
+                    },
+                    ServiceDescriptorProto {
                         name: Some("ActionModel".into()),
                         method: vec![
                             method("Echo", state),

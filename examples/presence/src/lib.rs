@@ -9,7 +9,7 @@
 //!   on-cancel callback withdraws the vote once the node's last connection of the user is
 //!   gone.
 //! - `Monitor(User) returns (stream OnlineStatus)`: a streamed command that answers the
-//!   current status, then a new [`OnlineStatus`](proto::OnlineStatus) each time "at least one
+//!   current status, then a new [`OnlineStatus`] each time "at least one
 //!   vote is yes" changes (a connection here, or a vote that arrives from another node).
 //!
 //! Service `cloudstate.examples.chat.presence.Presence`, persistence id `presence`. HTTP:

@@ -52,6 +52,7 @@ mod types;
 mod value;
 
 use delta::Edits;
+pub(crate) use types::any_order;
 pub use types::{
     Clock, Crdt, Flag, GCounter, GSet, LwwRegister, OrMap, OrSet, PnCounter, Vote, Votes,
 };
@@ -211,6 +212,12 @@ impl CrdtContext {
     /// not decode.
     pub fn value<T: Crdt>(&self) -> Result<Option<T::Value>, Failure> {
         self.state.as_ref().map(T::value).transpose()
+    }
+
+    /// The state as the SDK holds it, for the crate's test model.
+    #[cfg(test)]
+    pub(crate) fn view(&self) -> Option<&View> {
+        self.state.as_ref()
     }
 
     /// Deletes the entity's CRDT once the handler succeeds: the proxy deletes it everywhere
@@ -435,6 +442,12 @@ impl<'a> ChangeContext<'a> {
     /// not decode.
     pub fn value<T: Crdt>(&self) -> Result<Option<T::Value>, Failure> {
         self.state.map(T::value).transpose()
+    }
+
+    /// The state as the SDK holds it, for the crate's test model.
+    #[cfg(test)]
+    pub(crate) fn view(&self) -> Option<&'a View> {
+        self.state
     }
 
     /// Asks the proxy to call `service` (full name) `method` with `request` along with this

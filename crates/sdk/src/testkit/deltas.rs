@@ -2,8 +2,9 @@
 //! state, to deliver changes from elsewhere, and to compare with the deltas an entity sends.
 //!
 //! Elements and keys are anything [`ToAny`] (`&str` for `p.cloudstate.io/string`, a
-//! protobuf message, ...). Lists are kept in the order given; the SDK sends its elements and
-//! keys ordered by type URL, then bytes.
+//! protobuf message, ...). Lists are put in the order of the SDK's deltas (elements and keys
+//! by type URL, then encoded bytes), so a delta written here equals the one an entity sends
+//! whatever the order it is written in.
 //!
 //! ```
 //! use cloudstate::testkit::deltas;
@@ -19,14 +20,18 @@ use cloudstate_protocol::crdt::{
     OrSetDelta, PnCounterDelta, VoteDelta,
 };
 
-use crate::crdt::{Clock, ToAny};
+use cloudstate_protocol::Any;
+
+use crate::crdt::{Clock, ToAny, any_order};
 
 fn delta(delta: D) -> CrdtDelta {
     CrdtDelta { delta: Some(delta) }
 }
 
-fn anys<Q: ToAny + ?Sized>(values: &[&Q]) -> Vec<cloudstate_protocol::Any> {
-    values.iter().map(|value| value.to_any()).collect()
+fn anys<Q: ToAny + ?Sized>(values: &[&Q]) -> Vec<Any> {
+    let mut anys: Vec<Any> = values.iter().map(|value| value.to_any()).collect();
+    anys.sort_by(any_order);
+    anys
 }
 
 /// A GCounter that went up by `increment`.
@@ -92,10 +97,15 @@ pub fn ormap<Q: ToAny + ?Sized>(
     added: &[(&Q, CrdtDelta)],
 ) -> CrdtDelta {
     let entries = |entries: &[(&Q, CrdtDelta)]| {
-        entries
+        let mut entries: Vec<(Any, &CrdtDelta)> = entries
             .iter()
+            .map(|(key, delta)| (key.to_any(), delta))
+            .collect();
+        entries.sort_by(|(a, _), (b, _)| any_order(a, b));
+        entries
+            .into_iter()
             .map(|(key, delta)| OrMapEntryDelta {
-                key: Some(key.to_any()),
+                key: Some(key),
                 delta: Some(delta.clone()),
             })
             .collect()
