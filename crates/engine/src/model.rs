@@ -127,6 +127,15 @@ impl ServiceModel {
     /// field at fault.
     pub fn build(spec: &EntitySpec) -> Result<Self, Error> {
         let invalid = |message: String| Error::InvalidSpec(message);
+        // Libraries that predate the version fields report 0.0 (docs/protocol.md §2.2).
+        let (major, minor) = spec.service_info.as_ref().map_or((0, 0), |info| {
+            (info.protocol_major_version, info.protocol_minor_version)
+        });
+        if major != 0 || !(0..=2).contains(&minor) {
+            return Err(invalid(format!(
+                "Incompatible protocol version {major}.{minor}, only 0.0 to 0.2 are supported"
+            )));
+        }
         if spec.entities.is_empty() {
             return Err(invalid(
                 "No entities were reported by the discover call".into(),
@@ -447,6 +456,12 @@ mod tests {
         assert!(
             build_error(&spec("shop.Unkeyed", entity_type::VALUE_ENTITY)).contains("entity_key")
         );
+        let mut newer = spec("shop.Carts", entity_type::EVENT_SOURCED);
+        newer.service_info = Some(cloudstate_protocol::ServiceInfo {
+            protocol_major_version: 1,
+            ..Default::default()
+        });
+        assert!(build_error(&newer).contains("Incompatible protocol version 1.0"));
         let mut garbage = spec("shop.Carts", entity_type::EVENT_SOURCED);
         garbage.proto = Bytes::from_static(b"\x0a\x05ab");
         assert!(build_error(&garbage).contains("not valid protobuf"));

@@ -117,6 +117,16 @@ impl UserFunction {
         unreachable!("the retry loop only ends by returning")
     }
 
+    /// Like [`report_error`](Self::report_error), but returns once the call is made (or after
+    /// `timeout`): for a mistake after which the proxy exits, which would cut a background
+    /// report short.
+    pub async fn report_error_before_exit(&self, message: String, timeout: Duration) {
+        tracing::warn!(user_function = %self.address, "{message}");
+        let mut client = self.discovery();
+        let report = client.report_error(UserFunctionError { message });
+        let _ = tokio::time::timeout(timeout, report).await;
+    }
+
     /// Tells the user function about a mistake it made. Fire and forget: some support
     /// libraries answer with an error status, which is ignored.
     pub fn report_error(&self, message: String) {

@@ -99,9 +99,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    let model = ServiceModel::build(&spec).inspect_err(|error| {
-        user_function.report_error(error.to_string());
-    })?;
+    let model = match ServiceModel::build(&spec) {
+        Ok(model) => model,
+        Err(error) => {
+            // Awaited: the process exits next, which would drop a report sent in the background.
+            user_function
+                .report_error_before_exit(error.to_string(), Duration::from_secs(2))
+                .await;
+            return Err(error.into());
+        }
+    };
     for service in model.services() {
         tracing::info!(
             service = %service.name,
