@@ -1,0 +1,69 @@
+//! `tck-model`: the TCK model services written with the Rust SDK, the reference frontend the
+//! TCK checks and the user function behind the proxy in the backend cases.
+//!
+//! - `EventSourcedTckModel` (persistence id `event-sourced-tck-model`, a snapshot every 5
+//!   events), `EventSourcedTwo`, `EventSourcedConfigured` (passivation after 100 ms);
+//! - `ValueEntityTckModel` (`value-entity-tck-model`), `ValueEntityTwo`
+//!   (`value-entity-tck-model-two`), `ValueEntityConfigured` (`value-entity-configured`,
+//!   passivation after 100 ms);
+//! - `ActionTckModel`, `ActionTwo`.
+//!
+//! What each must do is in the comments of `proto/cloudstate/tck/model/*.proto`. Serves on
+//! `HOST:PORT` (default `127.0.0.1:8080`) until Ctrl-C or SIGTERM; logs go to stderr, filtered
+//! by `RUST_LOG` (default `info`).
+
+mod action;
+mod eventsourced;
+mod valueentity;
+
+use std::time::Duration;
+
+use cloudstate::{Server, address_from_env};
+use tracing_subscriber::EnvFilter;
+
+/// The model protos' generated types, in this crate (the SDK's traits are implemented on them).
+mod proto {
+    /// `cloudstate.tck.model.action`.
+    pub mod action {
+        cloudstate::include_protos!("cloudstate.tck.model.action");
+    }
+
+    /// `cloudstate.tck.model` (event sourced).
+    pub mod eventsourced {
+        cloudstate::include_protos!("cloudstate.tck.model");
+    }
+
+    /// `cloudstate.tck.model.valueentity`.
+    pub mod valueentity {
+        cloudstate::include_protos!("cloudstate.tck.model.valueentity");
+    }
+
+    /// The model protos and their imports.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = cloudstate::include_descriptor_set!();
+}
+
+/// The passivation timeout of the `*Configured` services.
+const CONFIGURED_PASSIVATION: Duration = Duration::from_millis(100);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    Server::new(proto::FILE_DESCRIPTOR_SET)?
+        .service_info("tck-model", env!("CARGO_PKG_VERSION"))
+        .register(eventsourced::model())?
+        .register(eventsourced::two())?
+        .register(eventsourced::configured())?
+        .register(valueentity::model())?
+        .register(valueentity::two())?
+        .register(valueentity::configured())?
+        .register(action::model())?
+        .register(action::two())?
+        .serve(address_from_env().await?)
+        .await?;
+    Ok(())
+}
