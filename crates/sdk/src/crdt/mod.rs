@@ -165,7 +165,7 @@ impl CrdtContext {
     ///
     /// # Errors
     ///
-    /// A failure (`INTERNAL`) when the entity's CRDT is of another type.
+    /// A failure (`FAILED_PRECONDITION`) when the entity's CRDT is of another type.
     pub fn state<T: Crdt>(&mut self) -> Result<Option<T::Handle<'_>>, Failure> {
         let Some(kind) = self.state.as_ref().map(View::kind) else {
             return Ok(None);
@@ -182,7 +182,7 @@ impl CrdtContext {
     ///
     /// # Errors
     ///
-    /// A failure (`INTERNAL`) when the entity's CRDT is of another type.
+    /// A failure (`FAILED_PRECONDITION`) when the entity's CRDT is of another type.
     pub fn state_or_create<T: Crdt>(&mut self) -> Result<T::Handle<'_>, Failure> {
         if self.state.is_none() {
             self.before.get_or_insert(None);
@@ -208,8 +208,8 @@ impl CrdtContext {
     ///
     /// # Errors
     ///
-    /// A failure (`INTERNAL`) when the entity's CRDT is of another type, or an element does
-    /// not decode.
+    /// A failure (`FAILED_PRECONDITION`) when the entity's CRDT is of another type,
+    /// (`INTERNAL`) when an element does not decode.
     pub fn value<T: Crdt>(&self) -> Result<Option<T::Value>, Failure> {
         self.state.as_ref().map(T::value).transpose()
     }
@@ -438,8 +438,8 @@ impl<'a> ChangeContext<'a> {
     ///
     /// # Errors
     ///
-    /// A failure (`INTERNAL`) when the entity's CRDT is of another type, or an element does
-    /// not decode.
+    /// A failure (`FAILED_PRECONDITION`) when the entity's CRDT is of another type,
+    /// (`INTERNAL`) when an element does not decode.
     pub fn value<T: Crdt>(&self) -> Result<Option<T::Value>, Failure> {
         self.state.map(T::value).transpose()
     }

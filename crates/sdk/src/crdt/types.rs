@@ -26,7 +26,9 @@ use crate::Failure;
 ///
 /// Name the type in a turbofish without its lifetime: `ctx.state::<GCounter>()` returns a
 /// `GCounter<'_>` borrowing the context, `ctx.state::<OrMap<String, OrSet<String>>>()` an
-/// `OrMap<'_, String, OrSet<String>>`. Implemented by the eight handle types only.
+/// `OrMap<'_, String, OrSet<String>>`. (The lifetime of the type named does not matter; a type
+/// alias may say `'static`: `type Counters = OrMap<'static, String, PnCounter<'static>>;`.)
+/// Implemented by the eight handle types only.
 pub trait Crdt: Sealed {
     /// The handle, borrowing the state for `'a`.
     type Handle<'a>;
@@ -78,10 +80,13 @@ impl<'a> Scope<'a> {
     }
 }
 
-/// The failure of a handler that reads a CRDT as another type than it is.
+/// The failure of a handler that reads a CRDT as another type than it is
+/// (`FAILED_PRECONDITION`: typically a client chose a key that holds another type).
 pub(crate) fn mismatch(found: CrdtKind, expected: CrdtKind) -> Failure {
-    Failure::new(format!("the entity's CRDT is a {found}, not a {expected}"))
-        .with_code(Code::Internal)
+    Failure::new(format!(
+        "the entity's state holds a {found} where a {expected} was expected"
+    ))
+    .with_code(Code::FailedPrecondition)
 }
 
 /// Decodes an element, key or value of a CRDT as `T`; `what` names it for the failure.
@@ -534,7 +539,7 @@ impl<K: CrdtValue, V: Crdt> OrMap<'_, K, V> {
     ///
     /// # Errors
     ///
-    /// A failure (`INTERNAL`) when the value is not a `V`.
+    /// A failure (`FAILED_PRECONDITION`) when the value is not a `V`.
     pub fn get<Q: ToAny + ?Sized>(&mut self, key: &Q) -> Result<Option<V::Handle<'_>>, Failure>
     where
         K: Borrow<Q>,
@@ -553,7 +558,7 @@ impl<K: CrdtValue, V: Crdt> OrMap<'_, K, V> {
     ///
     /// # Errors
     ///
-    /// A failure (`INTERNAL`) when the value is not a `V`.
+    /// A failure (`FAILED_PRECONDITION`) when the value is not a `V`.
     pub fn get_or_create<Q: ToAny + ?Sized>(&mut self, key: &Q) -> Result<V::Handle<'_>, Failure>
     where
         K: Borrow<Q>,
@@ -595,7 +600,8 @@ impl<K: CrdtValue, V: Crdt> OrMap<'_, K, V> {
     ///
     /// # Errors
     ///
-    /// A failure (`INTERNAL`) when a key is not a `K` or a value not a `V`.
+    /// A failure (`INTERNAL`) when a key is not a `K`, (`FAILED_PRECONDITION`) when a value is
+    /// not a `V`.
     pub fn value(&self) -> Result<Vec<(K, V::Value)>, Failure> {
         map_value::<K, V>(self.entries)
     }

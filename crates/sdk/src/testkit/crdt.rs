@@ -956,9 +956,9 @@ mod tests {
         let failure = outcome.failure().unwrap();
         assert_eq!(
             failure.description(),
-            "the entity's CRDT is a GCounter, not a PNCounter"
+            "the entity's state holds a GCounter where a PNCounter was expected"
         );
-        assert_eq!(failure.code(), Some(Code::Internal));
+        assert_eq!(failure.code(), Some(Code::FailedPrecondition));
         assert_eq!(process(&mut kit, &[]), (s("1"), None));
 
         let mut kit = kit_with_deltas(&[ormap::<str>(false, &[], &[], &[("k", flag(true))])]);
@@ -967,11 +967,11 @@ mod tests {
             .unwrap();
         assert_eq!(
             outcome.failure().map(Failure::description),
-            Some("the entity's CRDT is a Flag, not a GCounter")
+            Some("the entity's state holds a Flag where a GCounter was expected")
         );
         assert_eq!(
             kit.value::<crate::crdt::PnCounter>().unwrap_err().code(),
-            Some(Code::Internal)
+            Some(Code::FailedPrecondition)
         );
         type Map = crate::crdt::OrMap<'static, String, crate::crdt::Flag<'static>>;
         assert_eq!(kit.value::<Map>(), Ok(Some(vec![(s("k"), true)])));
