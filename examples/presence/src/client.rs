@@ -3,10 +3,10 @@
 //! Written by hand: the client tonic generates has a constructor named `connect`, which clashes
 //! with the method `Connect`.
 
-use tonic::Status;
 use tonic::codec::Streaming;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
+use tonic::{Response, Status};
 
 use crate::proto::{OnlineStatus, User};
 
@@ -25,12 +25,13 @@ impl PresenceClient {
     }
 
     /// Calls `Connect`: `user` is online while the returned stream is open (drop it to
-    /// disconnect). The stream carries no message.
+    /// disconnect). The stream carries no message. (Named so as not to clash with the
+    /// constructors generated clients call `connect`.)
     ///
     /// # Errors
     ///
     /// The call's status when it fails to start.
-    pub async fn connect_user(&mut self, user: User) -> Result<Streaming<()>, Status> {
+    pub async fn connect_user(&mut self, user: User) -> Result<Response<Streaming<()>>, Status> {
         self.call("/cloudstate.examples.chat.presence.Presence/Connect", user)
             .await
     }
@@ -40,7 +41,10 @@ impl PresenceClient {
     /// # Errors
     ///
     /// The call's status when it fails to start.
-    pub async fn monitor(&mut self, user: User) -> Result<Streaming<OnlineStatus>, Status> {
+    pub async fn monitor(
+        &mut self,
+        user: User,
+    ) -> Result<Response<Streaming<OnlineStatus>>, Status> {
         self.call("/cloudstate.examples.chat.presence.Presence/Monitor", user)
             .await
     }
@@ -49,20 +53,18 @@ impl PresenceClient {
         &mut self,
         path: &'static str,
         user: User,
-    ) -> Result<Streaming<Out>, Status> {
+    ) -> Result<Response<Streaming<Out>>, Status> {
         self.inner
             .ready()
             .await
             .map_err(|error| Status::unavailable(format!("the channel is not ready: {error}")))?;
         let codec = tonic_prost::ProstCodec::default();
-        let response = self
-            .inner
+        self.inner
             .server_streaming(
                 tonic::Request::new(user),
                 PathAndQuery::from_static(path),
                 codec,
             )
-            .await?;
-        Ok(response.into_inner())
+            .await
     }
 }

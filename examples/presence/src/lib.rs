@@ -29,7 +29,7 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = cloudstate::include_descriptor_set!();
 }
 
-mod client;
+pub mod client;
 
 pub use client::PresenceClient;
 use proto::{OnlineStatus, User};
