@@ -56,6 +56,26 @@ impl UserFunction {
         Self::start("test-function", command, port)
     }
 
+    /// Starts the presence example (`examples/presence`: CRDT Vote, streamed commands) on
+    /// `port` and waits until it listens.
+    pub fn presence(port: u16) -> anyhow::Result<UserFunction> {
+        let mut command = Command::new(binary("presence", "presence"));
+        command
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string());
+        Self::start("presence", command, port)
+    }
+
+    /// Starts the counters example (`examples/counters`: CRDT counters, sets, register, flag
+    /// and map) on `port` and waits until it listens.
+    pub fn counters(port: u16) -> anyhow::Result<UserFunction> {
+        let mut command = Command::new(binary("counters", "counters"));
+        command
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string());
+        Self::start("counters", command, port)
+    }
+
     /// Starts the Node shopping cart of `compat/` (npm `cloudstate` 0.0.3) on `port` and waits
     /// until it listens. Fails unless `scripts/install-compat.sh` installed it and its variables
     /// are in the environment.
