@@ -498,7 +498,10 @@ impl Crdt for Flag<'_> {
 /// An observed-remove map from `K` to CRDTs of type `V` (any of the eight, maps included).
 ///
 /// Adding a key ([`get_or_create`](Self::get_or_create)) gives it `V`'s initial value (zero,
-/// empty, unwritten, off, no vote); the handle it returns changes that value in place.
+/// empty, unwritten, off, no vote); the handle it returns changes that value in place. `V` is
+/// checked value by value, so a map whose values are of several types is read with the `V` of
+/// the key at hand (`ctx.state::<OrMap<String, Flag>>()?` for one key, `OrMap<String,
+/// GCounter>` for another).
 pub struct OrMap<'a, K, V> {
     entries: &'a mut HashMap<Any, View>,
     scope: Scope<'a>,
