@@ -248,3 +248,70 @@ async fn a_proxy_killed_under_load_loses_no_acknowledged_command() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hot_entity_killed_under_load_loses_no_acknowledged_command() {
+    let server = PostgresServer::shared().unwrap();
+    let url = server.create_database().unwrap();
+    let user_function = UserFunction::rust_cart(free_port()).unwrap();
+    let mut first = proxy(&user_function, &url, &[]);
+
+    // Sixteen clients on ONE cart: its commands queue up and run in batches whose events share
+    // one append. Each client adds c<n>-00000, c<n>-00001, ... in order.
+    let mut clients = Vec::new();
+    for n in 0..16 {
+        let mut c = cart(&first).await;
+        clients.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0.. {
+                let product = format!("c{n:02}-{i:05}");
+                if c.add("hot", &product, 1).await.is_err() {
+                    return (acked, product); // the proxy died; this one's outcome is unknown
+                }
+                acked.push(product);
+            }
+            unreachable!()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.process.kill();
+    let mut acked = Vec::new();
+    let mut in_flight = Vec::new();
+    for client in clients {
+        let (a, last) = client.await.unwrap();
+        acked.extend(a);
+        in_flight.push(last);
+    }
+
+    let _second = proxy(&user_function, &url, &[]);
+    let journal = journal(server, &url, "hot");
+    let numbers: Vec<u64> = journal.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        numbers,
+        (1..=journal.len() as u64).collect::<Vec<_>>(),
+        "one history"
+    );
+    let stored: Vec<&String> = journal.iter().map(|(_, p)| p).collect();
+    for product in &acked {
+        assert!(
+            stored.contains(&product),
+            "acknowledged {product} is stored"
+        );
+    }
+    for product in &stored {
+        assert!(
+            acked.contains(product) || in_flight.contains(product),
+            "{product} was stored but never sent"
+        );
+    }
+    // Each client's items are stored in the order it sent them, each once.
+    for n in 0..16 {
+        let prefix = format!("c{n:02}-");
+        let mine: Vec<&&String> = stored.iter().filter(|p| p.starts_with(&prefix)).collect();
+        let expected: Vec<String> = (0..mine.len()).map(|i| format!("{prefix}{i:05}")).collect();
+        assert_eq!(
+            mine.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+            expected
+        );
+    }
+}

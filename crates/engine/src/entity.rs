@@ -6,6 +6,7 @@
 //! lock for a `try_send`, and an idle entity only removes itself while holding that lock and
 //! after seeing its mailbox empty, so no command can be left in a mailbox nobody reads.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -151,12 +152,24 @@ pub(crate) trait Entity: Send + Sized + 'static {
     /// A fresh, not yet recovered entity.
     fn new(service: Arc<ServiceDef>, entity_id: Arc<str>, shared: Arc<Shared>) -> Self;
 
+    /// Commands [`Entity::run_batch`] may get at once.
+    const MAX_BATCH: usize = 1;
+
     /// Runs one command (recovering first if needed): sends it to the user function and makes
     /// the reply's state change durable.
     fn run(
         &mut self,
         command: &EntityCommand,
     ) -> impl Future<Output = Result<Outcome, Error>> + Send;
+
+    /// Runs commands in order and returns the result of each one it ran: at least the first,
+    /// and a prefix of `commands` (the rest run later). By default, one command.
+    fn run_batch(
+        &mut self,
+        commands: &[EntityCommand],
+    ) -> impl Future<Output = Vec<Result<Outcome, Error>>> + Send {
+        async move { vec![self.run(&commands[0]).await] }
+    }
 
     /// Forgets the stream to the user function after a failed command; the next command
     /// recovers the entity from the store.
@@ -287,61 +300,94 @@ impl<E: Entity> Registry<E> {
         mut entity: E,
     ) {
         let idle = self.passivation_timeout();
+        // Commands taken from the mailbox that have not run yet, oldest first.
+        let mut backlog = VecDeque::new();
         loop {
-            let next = tokio::select! {
-                next = tokio::time::timeout(idle, mailbox.recv()) => next,
-                () = entity.background() => continue,
-            };
-            match next {
-                Ok(Some(command)) => self.handle(&mut entity, &entity_id, command).await,
-                Ok(None) => break,
-                Err(_) => {
-                    if !entity.can_passivate() {
+            if backlog.is_empty() {
+                let next = tokio::select! {
+                    next = tokio::time::timeout(idle, mailbox.recv()) => next,
+                    () = entity.background() => continue,
+                };
+                match next {
+                    Ok(Some(command)) => backlog.push_back(command),
+                    Ok(None) => break,
+                    Err(_) => {
+                        if !entity.can_passivate() {
+                            continue;
+                        }
+                        let removed = self.entities.remove_if(&entity_id, |_, m| {
+                            m.generation == generation && mailbox.is_empty()
+                        });
+                        if removed.is_some() {
+                            self.metrics.passivations.inc();
+                            tracing::debug!(
+                                service = %self.service.name,
+                                entity = %entity_id,
+                                "passivating idle entity"
+                            );
+                            break;
+                        }
                         continue;
-                    }
-                    let removed = self.entities.remove_if(&entity_id, |_, m| {
-                        m.generation == generation && mailbox.is_empty()
-                    });
-                    if removed.is_some() {
-                        self.metrics.passivations.inc();
-                        tracing::debug!(
-                            service = %self.service.name,
-                            entity = %entity_id,
-                            "passivating idle entity"
-                        );
-                        break;
                     }
                 }
             }
+            // Whatever else is already waiting joins the batch (never waiting for more).
+            while backlog.len() < E::MAX_BATCH {
+                match mailbox.try_recv() {
+                    Ok(command) => backlog.push_back(command),
+                    Err(_) => break,
+                }
+            }
+            self.handle(&mut entity, &entity_id, &mut backlog).await;
         }
         entity.stop().await;
         self.metrics.active.dec();
         self.running.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Runs one command within its deadline and answers its caller. A command whose caller
-    /// went away before it started is dropped.
-    async fn handle(&self, entity: &mut E, entity_id: &str, command: EntityCommand) {
-        if command.reply.is_closed() {
-            return;
+    /// Runs the next commands of `backlog` as one batch, within the earliest of their deadlines,
+    /// and answers their callers; commands the entity did not get to stay in the backlog.
+    /// Commands whose caller went away before they started are dropped.
+    async fn handle(&self, entity: &mut E, entity_id: &str, backlog: &mut VecDeque<EntityCommand>) {
+        let mut batch = Vec::with_capacity(backlog.len().min(E::MAX_BATCH));
+        while batch.len() < E::MAX_BATCH
+            && let Some(command) = backlog.pop_front()
+        {
+            if !command.reply.is_closed() {
+                batch.push(command);
+            }
         }
-        let span = tracing::debug_span!(
-            "command",
-            service = %self.service.name,
-            method = %command.method.name,
-            entity = %entity_id,
-        );
-        let run = entity.run(&command).instrument(span);
-        let result = match tokio::time::timeout_at(command.deadline, run).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout(self.shared.config.command_timeout)),
+        let Some(deadline) = batch.iter().map(|command| command.deadline).min() else {
+            return;
         };
-        if let Err(error) = &result {
+        let span = tracing::debug_span!(
+            "commands",
+            service = %self.service.name,
+            entity = %entity_id,
+            count = batch.len(),
+        );
+        let run = entity.run_batch(&batch).instrument(span);
+        let results = match tokio::time::timeout_at(deadline, run).await {
+            Ok(results) => results,
+            Err(_) => (0..batch.len())
+                .map(|_| Err(Error::Timeout(self.shared.config.command_timeout)))
+                .collect(),
+        };
+        if let Some(error) = results.iter().find_map(|result| result.as_ref().err()) {
             self.metrics.restarts.inc();
             tracing::debug!(service = %self.service.name, %error, "restarting entity after a failed command");
             entity.restart();
         }
-        let _ = command.reply.send(result);
+        let ran = results.len();
+        let mut batch = batch.into_iter();
+        for (command, result) in batch.by_ref().zip(results) {
+            let _ = command.reply.send(result);
+        }
+        // The rest go first next time, in their order.
+        for command in batch.rev() {
+            backlog.push_front(command);
+        }
+        debug_assert!(ran > 0, "an entity runs at least one command of a batch");
     }
 }
 

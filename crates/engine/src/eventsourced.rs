@@ -46,38 +46,63 @@ impl Entity for EventSourcedEntity {
         }
     }
 
+    /// Up to this many queued commands share one append: while a hot entity's commands wait
+    /// for the disk anyway, the next ones run and their events join the same write.
+    const MAX_BATCH: usize = 64;
+
     async fn run(&mut self, command: &EntityCommand) -> Result<Outcome, Error> {
-        if self.stream.is_none() {
-            self.recover().await?;
-        }
-        let Some((stream, _)) = self.stream.as_mut() else {
-            unreachable!("recovered above");
-        };
-        let command_id = stream.next_command_id();
-        stream.send(message(event_sourced_stream_in::Message::Command(
-            self.ctx.command(command_id, command),
-        )))?;
-        let reply = match self
-            .ctx
-            .shared
-            .metrics
-            .user_function(stream.receive())
-            .await?
-            .message
+        let mut results = self.run_batch(std::slice::from_ref(command)).await;
+        results.pop().unwrap_or(Err(Error::EntityTerminated(
+            "the entity ran no command".into(),
+        )))
+    }
+
+    /// Sends the commands one at a time, collects the events of their replies, and appends all
+    /// of them in one atomic write before any reply is released. Should that write fail, every
+    /// reply computed on top of the unwritten events fails with it (the user function's state
+    /// included them), and the entity restarts.
+    async fn run_batch(&mut self, commands: &[EntityCommand]) -> Vec<Result<Outcome, Error>> {
+        if self.stream.is_none()
+            && let Err(error) = self.recover().await
         {
-            Some(event_sourced_stream_out::Message::Reply(reply)) => reply,
-            Some(event_sourced_stream_out::Message::Failure(failure)) => {
-                return Err(Error::EntityFailure(failure.description));
-            }
-            None => return Err(self.ctx.violation("an empty EventSourcedStreamOut message")),
-        };
-        if reply.command_id != command_id {
-            return Err(self.ctx.violation(&format!(
-                "a reply for command {} while command {command_id} was in flight",
-                reply.command_id
-            )));
+            return vec![Err(error)];
         }
-        self.complete(command, reply).await
+        let mut results = Vec::with_capacity(commands.len());
+        let mut pending = Pending::default();
+        let mut restart = false;
+        for command in commands {
+            match self.exchange(command).await {
+                Ok(reply) => {
+                    let index = results.len();
+                    let (outcome, restart_asked) =
+                        self.complete(command, reply, index, &mut pending);
+                    results.push(Ok(outcome));
+                    if restart_asked {
+                        restart = true;
+                        break;
+                    }
+                }
+                Err(error) => {
+                    // The stream is broken: the rest of the batch waits for the restart.
+                    results.push(Err(error));
+                    break;
+                }
+            }
+        }
+        if let Err(error) = self.persist(&mut pending).await {
+            let from = pending.first_dependent.unwrap_or(0);
+            for result in results[from..].iter_mut().filter(|r| r.is_ok()) {
+                *result = Err(match &error {
+                    StoreError::Conflict { .. } => Error::Conflict(self.ctx.key.to_string()),
+                    other => Error::Store(other.clone()),
+                });
+            }
+            restart = true;
+        }
+        if restart {
+            Entity::restart(self);
+        }
+        results
     }
 
     fn restart(&mut self) {
@@ -131,11 +156,48 @@ impl EventSourcedEntity {
         Ok(())
     }
 
-    async fn complete(
-        &mut self,
+    /// Sends one command and waits for its reply.
+    async fn exchange(&mut self, command: &EntityCommand) -> Result<EventSourcedReply, Error> {
+        let Some((stream, _)) = self.stream.as_mut() else {
+            return Err(Error::EntityTerminated("the entity restarted".into()));
+        };
+        let command_id = stream.next_command_id();
+        stream.send(message(event_sourced_stream_in::Message::Command(
+            self.ctx.command(command_id, command),
+        )))?;
+        let reply = match self
+            .ctx
+            .shared
+            .metrics
+            .user_function(stream.receive())
+            .await?
+            .message
+        {
+            Some(event_sourced_stream_out::Message::Reply(reply)) => reply,
+            Some(event_sourced_stream_out::Message::Failure(failure)) => {
+                return Err(Error::EntityFailure(failure.description));
+            }
+            None => return Err(self.ctx.violation("an empty EventSourcedStreamOut message")),
+        };
+        if reply.command_id != command_id {
+            return Err(self.ctx.violation(&format!(
+                "a reply for command {} while command {command_id} was in flight",
+                reply.command_id
+            )));
+        }
+        Ok(reply)
+    }
+
+    /// Turns the batch's reply number `index` into its outcome, adding its events (numbered
+    /// after those already pending) to `pending`. Returns whether the user function asked for a
+    /// restart.
+    fn complete(
+        &self,
         command: &EntityCommand,
         reply: EventSourcedReply,
-    ) -> Result<Outcome, Error> {
+        index: usize,
+        pending: &mut Pending,
+    ) -> (Outcome, bool) {
         let EventSourcedReply {
             client_action,
             side_effects,
@@ -157,53 +219,70 @@ impl EventSourcedEntity {
                     events.len()
                 ));
             }
-            if restart {
-                self.restart();
-            }
-            return Ok(Outcome {
+            let outcome = Outcome {
                 action,
                 side_effects: Vec::new(),
-            });
+            };
+            return (outcome, restart);
         }
         if !events.is_empty() {
-            self.persist(events, snapshot).await?;
+            let sequence_nr = self.stream.as_ref().map_or(0, |(_, n)| *n);
+            pending.add(index, sequence_nr, events, snapshot);
         }
-        Ok(Outcome {
+        let outcome = Outcome {
             action,
             side_effects,
-        })
+        };
+        (outcome, false)
     }
 
-    /// Appends a reply's events (and snapshot) to the journal.
-    async fn persist(&mut self, events: Vec<Any>, snapshot: Option<Any>) -> Result<(), Error> {
-        let Some((_, sequence_nr)) = self.stream.as_mut() else {
-            return Err(Error::EntityTerminated("the entity restarted".into()));
+    /// Appends the pending events (and the latest snapshot) to the journal, if there are any.
+    async fn persist(&mut self, pending: &mut Pending) -> Result<(), StoreError> {
+        let Some(last) = pending.events.last().map(|event| event.sequence_nr) else {
+            return Ok(());
         };
-        let first = *sequence_nr + 1;
-        let events: Vec<Event> = (first..)
-            .zip(events)
-            .map(|(sequence_nr, payload)| Event {
-                sequence_nr,
-                payload,
-            })
-            .collect();
-        let last = first + events.len() as u64 - 1;
-        let snapshot = snapshot.map(|payload| Snapshot {
-            sequence_nr: last,
-            payload,
-        });
+        let events = std::mem::take(&mut pending.events);
         let append = self
             .ctx
             .shared
             .store
-            .append(&self.ctx.key, events, snapshot);
-        match self.ctx.shared.metrics.store("append", append).await {
-            Ok(()) => {
-                *sequence_nr = last;
-                Ok(())
-            }
-            Err(StoreError::Conflict { .. }) => Err(Error::Conflict(self.ctx.key.to_string())),
-            Err(error) => Err(Error::Store(error)),
+            .append(&self.ctx.key, events, pending.snapshot.take());
+        self.ctx.shared.metrics.store("append", append).await?;
+        if let Some((_, sequence_nr)) = self.stream.as_mut() {
+            *sequence_nr = last;
         }
+        Ok(())
+    }
+}
+
+/// The events of a batch's replies, not yet written.
+#[derive(Default)]
+struct Pending {
+    events: Vec<Event>,
+    /// The latest snapshot of the batch, at the sequence number of its reply's last event.
+    snapshot: Option<Snapshot>,
+    /// The first command (by index in the batch) whose reply added events: its reply, and
+    /// every later one, was computed on top of events that are not durable yet.
+    first_dependent: Option<usize>,
+}
+
+impl Pending {
+    /// Adds the events (and snapshot) of the batch's reply number `index`, numbered after the
+    /// journal's `sequence_nr` and the events already pending.
+    fn add(&mut self, index: usize, sequence_nr: u64, events: Vec<Any>, snapshot: Option<Any>) {
+        let first = sequence_nr + self.events.len() as u64 + 1;
+        self.events
+            .extend((first..).zip(events).map(|(sequence_nr, payload)| Event {
+                sequence_nr,
+                payload,
+            }));
+        let last = sequence_nr + self.events.len() as u64;
+        if let Some(payload) = snapshot {
+            self.snapshot = Some(Snapshot {
+                sequence_nr: last,
+                payload,
+            });
+        }
+        self.first_dependent.get_or_insert(index);
     }
 }

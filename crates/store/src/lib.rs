@@ -109,7 +109,7 @@ pub enum ValueWrite {
 }
 
 /// Errors of storage operations.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Another writer got there first: the sequence number or version did not match. Nothing
     /// was written; the caller should reload the entity.
