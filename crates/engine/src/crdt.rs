@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use cloudstate_crdt::{Crdt, CrdtError, ReplicaId, SystemClock, View};
 use cloudstate_protocol::crdt::{
-    CrdtDelta, CrdtInit, CrdtReply, CrdtStateAction, CrdtStreamIn, CrdtStreamOut,
-    CrdtStreamedMessage, crdt_state_action, crdt_stream_in, crdt_stream_out,
+    CrdtDelta, CrdtInit, CrdtReply, CrdtStateAction, CrdtStreamCancelledResponse, CrdtStreamIn,
+    CrdtStreamOut, CrdtStreamedMessage, crdt_state_action, crdt_stream_in, crdt_stream_out,
 };
 use cloudstate_protocol::{SideEffect, StreamCancelled};
 use cloudstate_store::EntityKey;
@@ -61,6 +61,10 @@ pub(crate) struct CrdtEntity {
     belief: Option<View>,
     /// Streamed commands whose client stream is open, by command id.
     streams: HashMap<i64, (Arc<MethodDef>, mpsc::Sender<Outcome>)>,
+    /// The streamed command whose cancellation was sent and not answered yet. Waiting for the
+    /// answer happens in `background`, which is dropped when a command arrives; the command
+    /// then takes the answer in passing.
+    cancelling: Option<i64>,
 }
 
 impl Entity for CrdtEntity {
@@ -70,6 +74,7 @@ impl Entity for CrdtEntity {
             stream: None,
             belief: None,
             streams: HashMap::new(),
+            cancelling: None,
         }
     }
 
@@ -92,6 +97,11 @@ impl Entity for CrdtEntity {
                 crdt_stream_out::Message::StreamedMessage(streamed) => {
                     self.deliver_streamed(streamed);
                 }
+                crdt_stream_out::Message::StreamCancelledResponse(response)
+                    if Some(response.command_id) == self.cancelling =>
+                {
+                    self.cancelled(response)?;
+                }
                 other => return Err(self.ctx.violation(&describe(&other))),
             }
         };
@@ -111,6 +121,7 @@ impl Entity for CrdtEntity {
             });
         }
         self.belief = None;
+        self.cancelling = None;
         if let Some(stream) = self.stream.take() {
             tokio::spawn(stream.close());
         }
@@ -123,6 +134,14 @@ impl Entity for CrdtEntity {
     }
 
     async fn background(&mut self) {
+        if self.cancelling.is_some() {
+            // A command arrived while the answer to a cancellation was awaited: wait again.
+            if let Err(error) = self.await_cancelled().await {
+                tracing::debug!(entity = %self.ctx.key, %error, "restarting CRDT entity");
+                self.restart();
+            }
+            return;
+        }
         if self.streams.is_empty() {
             return std::future::pending().await;
         }
@@ -225,6 +244,7 @@ impl CrdtEntity {
         })))?;
         self.belief = state.map(|s| s.view(self.replica()));
         self.stream = Some(stream);
+        self.cancelling = None;
         Ok(())
     }
 
@@ -395,22 +415,36 @@ impl CrdtEntity {
                 id: command_id,
             },
         )))?;
-        let response = loop {
+        self.cancelling = Some(command_id);
+        self.await_cancelled().await
+    }
+
+    /// Reads the user function's messages until it answers the pending cancellation, then
+    /// applies the answer. Cancel safe: the cancellation stays pending until its answer is read.
+    async fn await_cancelled(&mut self) -> Result<(), Error> {
+        while let Some(command_id) = self.cancelling {
             match self.receive().await? {
                 crdt_stream_out::Message::StreamCancelledResponse(response)
                     if response.command_id == command_id =>
                 {
-                    break response;
+                    self.cancelled(response)?;
                 }
                 crdt_stream_out::Message::StreamedMessage(streamed) => {
                     self.deliver_streamed(streamed);
                 }
                 other => return Err(self.ctx.violation(&describe(&other))),
             }
-        };
+        }
+        self.push_changes()
+    }
+
+    /// Applies the user function's answer to the pending cancellation (the caller pushes the
+    /// changes once no command is outstanding).
+    fn cancelled(&mut self, response: CrdtStreamCancelledResponse) -> Result<(), Error> {
+        self.cancelling = None;
         self.apply(response.state_action)?;
         self.run_orphan_side_effects(response.side_effects);
-        self.push_changes()
+        Ok(())
     }
 
     /// Side effects with no client call to wait for them run in the background.
