@@ -5,9 +5,11 @@
 //! `docs/tck.md` has the table.
 
 mod action;
+mod crdt;
 mod discovery;
 mod event_sourced;
 mod misbehaving;
+mod reflection;
 mod value_entity;
 
 use std::net::SocketAddr;
@@ -140,9 +142,12 @@ pub fn catalogue() -> Vec<Case> {
     cases.extend(action::model_cases());
     cases.extend(value_entity::model_cases());
     cases.extend(event_sourced::model_cases());
+    cases.extend(crdt::model_cases());
     cases.extend(action::proxy_cases());
     cases.extend(value_entity::proxy_cases());
     cases.extend(event_sourced::proxy_cases());
+    cases.extend(crdt::proxy_cases());
+    cases.extend(reflection::cases());
     cases.extend(discovery::later_cases());
     cases.extend(misbehaving::cases());
     cases

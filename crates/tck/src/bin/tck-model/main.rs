@@ -6,6 +6,8 @@
 //! - `ValueEntityTckModel` (`value-entity-tck-model`), `ValueEntityTwo`
 //!   (`value-entity-tck-model-two`), `ValueEntityConfigured` (`value-entity-configured`,
 //!   passivation after 100 ms);
+//! - `CrdtTckModel` (the CRDT type named by the entity id's prefix), `CrdtTwo`,
+//!   `CrdtConfigured` (passivation after 100 ms);
 //! - `ActionTckModel`, `ActionTwo`.
 //!
 //! What each must do is in the comments of `proto/cloudstate/tck/model/*.proto`. Serves on
@@ -13,6 +15,7 @@
 //! by `RUST_LOG` (default `info`).
 
 mod action;
+mod crdt;
 mod eventsourced;
 mod valueentity;
 
@@ -26,6 +29,11 @@ mod proto {
     /// `cloudstate.tck.model.action`.
     pub mod action {
         cloudstate::include_protos!("cloudstate.tck.model.action");
+    }
+
+    /// `cloudstate.tck.model.crdt`.
+    pub mod crdt {
+        cloudstate::include_protos!("cloudstate.tck.model.crdt");
     }
 
     /// `cloudstate.tck.model` (event sourced).
@@ -61,6 +69,9 @@ async fn main() -> anyhow::Result<()> {
         .register(valueentity::model())?
         .register(valueentity::two())?
         .register(valueentity::configured())?
+        .register(crdt::model())?
+        .register(crdt::two())?
+        .register(crdt::configured())?
         .register(action::model())?
         .register(action::two())?
         .serve(address_from_env().await?)
