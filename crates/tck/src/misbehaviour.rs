@@ -4,7 +4,8 @@
 //! Discovery misbehaviours are chosen when the process starts, with the environment variable
 //! [`DISCOVERY_ENV`]. Runtime misbehaviours are chosen per command: a request whose `fail`
 //! action (step, for actions) has the message `misbehave:<name>` gets that misbehaviour; every
-//! other command is answered correctly with `Response{message: "ok"}`.
+//! other command is answered correctly with `Response{message: "ok"}` (CRDT entities: an empty
+//! `Response` and a GCounter increment of 1).
 
 /// The environment variable naming the discovery misbehaviour.
 pub const DISCOVERY_ENV: &str = "TCK_MISBEHAVIOUR";
@@ -15,7 +16,7 @@ pub const PREFIX: &str = "misbehave:";
 /// What `tck-misbehaving` answers at discovery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Discovery {
-    /// A correct spec: the event sourced, value entity and action model services.
+    /// A correct spec: the event sourced, value entity, CRDT and action model services.
     Correct,
     /// An entity of a type no proxy hosts.
     UnsupportedEntityType,
@@ -78,11 +79,13 @@ pub enum Entity {
     ErrorStream,
     /// The process exits.
     Crash,
+    /// (CRDT entities) A delta of another CRDT type than the entity's.
+    IncompatibleDelta,
 }
 
 impl Entity {
     /// Every entity misbehaviour, with its name.
-    pub const ALL: [(&'static str, Entity); 7] = [
+    pub const ALL: [(&'static str, Entity); 8] = [
         ("unknown-command-id", Entity::UnknownCommandId),
         ("empty-message", Entity::EmptyMessage),
         ("entity-failure", Entity::EntityFailure),
@@ -90,6 +93,7 @@ impl Entity {
         ("close-stream", Entity::CloseStream),
         ("error-stream", Entity::ErrorStream),
         ("crash", Entity::Crash),
+        ("incompatible-delta", Entity::IncompatibleDelta),
     ];
 
     /// The misbehaviour called `name`.
@@ -157,6 +161,8 @@ pub mod persistence_id {
     pub const EVENT_SOURCED: &str = "misbehaving-event-sourced";
     /// Of its value entity.
     pub const VALUE_ENTITY: &str = "misbehaving-value-entity";
+    /// Of its CRDT entity.
+    pub const CRDT: &str = "misbehaving-crdt";
 }
 
 /// A service no user function serves, for forwards that must fail.

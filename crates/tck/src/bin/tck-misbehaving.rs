@@ -3,7 +3,7 @@
 //! of misbehaving user functions.
 //!
 //! At discovery it answers what `TCK_MISBEHAVIOUR` names (`correct` by default: the event
-//! sourced, value entity and action model services). A command whose request carries a `fail`
+//! sourced, value entity, CRDT and action model services). A command whose request carries a `fail`
 //! action (or step) with the message `misbehave:<name>` gets that misbehaviour; every other
 //! command is answered `Response{message: "ok"}`. See `cloudstate_tck::misbehaviour`.
 //!
@@ -16,6 +16,11 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use cloudstate_protocol::action::action_protocol_server::{ActionProtocol, ActionProtocolServer};
 use cloudstate_protocol::action::{ActionCommand, ActionResponse, action_response};
+use cloudstate_protocol::crdt::crdt_server::{Crdt, CrdtServer};
+use cloudstate_protocol::crdt::{
+    CrdtDelta, CrdtReply, CrdtStateAction, CrdtStreamIn, CrdtStreamOut, GCounterDelta,
+    PnCounterDelta, crdt_delta, crdt_state_action, crdt_stream_in, crdt_stream_out,
+};
 use cloudstate_protocol::entity_discovery_server::{EntityDiscovery, EntityDiscoveryServer};
 use cloudstate_protocol::eventsourced::event_sourced_server::{EventSourced, EventSourcedServer};
 use cloudstate_protocol::eventsourced::{
@@ -35,7 +40,9 @@ use cloudstate_tck::misbehaviour::{
     self, Action as ActionMisbehaviour, DISCOVERY_ENV, Discovery, EARLY_REPLY_PREFIX,
     Entity as EntityMisbehaviour, PREFIX, UNKNOWN_SERVICE,
 };
-use cloudstate_tck::proto::{FILE_DESCRIPTOR_SET, action, eventsourced, service, valueentity};
+use cloudstate_tck::proto::{
+    FILE_DESCRIPTOR_SET, action, crdt, eventsourced, service, valueentity,
+};
 use futures_util::stream::BoxStream;
 use prost::Message;
 use tokio::sync::mpsc;
@@ -61,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
         .add_service(EntityDiscoveryServer::new(user_function.clone()))
         .add_service(EventSourcedServer::new(user_function.clone()))
         .add_service(ValueEntityServer::new(user_function.clone()))
+        .add_service(CrdtServer::new(user_function.clone()))
         .add_service(ActionProtocolServer::new(user_function))
         .serve(address)
         .await?;
@@ -92,6 +100,11 @@ impl Misbehaving {
                 entity_type::VALUE_ENTITY,
                 service::VALUE_ENTITY,
                 misbehaviour::persistence_id::VALUE_ENTITY,
+            ),
+            entity(
+                entity_type::CRDT,
+                service::CRDT,
+                misbehaviour::persistence_id::CRDT,
             ),
             entity(entity_type::ACTION, service::ACTION, ""),
             entity(entity_type::ACTION, service::ACTION_TWO, ""),
@@ -290,6 +303,8 @@ fn entity_answer<Out>(
             );
             std::process::exit(3)
         }
+        // Only CRDT entities have deltas (`crdt_answer`); other kinds answer correctly.
+        Some(EntityMisbehaviour::IncompatibleDelta) => Answer::Send(reply(command.id, Some(ok))),
     }
 }
 
@@ -508,5 +523,88 @@ impl ActionProtocol for Misbehaving {
         Err(Status::unimplemented(
             "tck-misbehaving serves unary calls only",
         ))
+    }
+}
+
+/// A CRDT reply, with the GCounter increment of 1 every correct reply carries.
+fn crdt_reply(command_id: i64, client_action: Option<ClientAction>) -> CrdtStreamOut {
+    crdt_reply_with(
+        command_id,
+        client_action,
+        crdt_delta::Delta::Gcounter(GCounterDelta { increment: 1 }),
+    )
+}
+
+fn crdt_reply_with(
+    command_id: i64,
+    client_action: Option<ClientAction>,
+    delta: crdt_delta::Delta,
+) -> CrdtStreamOut {
+    CrdtStreamOut {
+        message: Some(crdt_stream_out::Message::Reply(CrdtReply {
+            command_id,
+            client_action,
+            state_action: Some(CrdtStateAction {
+                action: Some(crdt_state_action::Action::Update(CrdtDelta {
+                    delta: Some(delta),
+                })),
+                write_consistency: 0,
+            }),
+            ..CrdtReply::default()
+        })),
+    }
+}
+
+fn crdt_answer(command: &Command) -> Answer<CrdtStreamOut> {
+    let misbehaviour = entity_misbehaviour(command, |request: crdt::Request| {
+        request
+            .actions
+            .into_iter()
+            .filter_map(|action| match action.action {
+                Some(crdt::request_action::Action::Fail(fail)) => Some(fail.message),
+                _ => None,
+            })
+            .collect()
+    });
+    let ok = ok_action(crdt::Response::default());
+    if misbehaviour == Some(EntityMisbehaviour::IncompatibleDelta) {
+        // The entity is a GCounter (every correct reply increments it): a PNCounter delta.
+        let delta = crdt_delta::Delta::Pncounter(PnCounterDelta { change: -1 });
+        return Answer::Send(crdt_reply_with(command.id, Some(ok), delta));
+    }
+    entity_answer(
+        command,
+        misbehaviour,
+        ok,
+        crdt_reply,
+        |failure| CrdtStreamOut {
+            message: Some(crdt_stream_out::Message::Failure(failure)),
+        },
+        CrdtStreamOut { message: None },
+    )
+}
+
+#[tonic::async_trait]
+impl Crdt for Misbehaving {
+    type handleStream = BoxStream<'static, Result<CrdtStreamOut, Status>>;
+
+    async fn handle(
+        &self,
+        request: Request<Streaming<CrdtStreamIn>>,
+    ) -> Result<Response<Self::handleStream>, Status> {
+        Ok(Response::new(serve_entity(
+            request.into_inner(),
+            self.answered_early.clone(),
+            |message| match &message.message {
+                Some(crdt_stream_in::Message::Init(init)) => Some(init.entity_id.clone()),
+                _ => None,
+            },
+            |message| match message.message {
+                Some(crdt_stream_in::Message::Command(command)) => Some(command),
+                _ => None,
+            },
+            || crdt_reply(0, Some(ok_action(crdt::Response::default()))),
+            crdt_answer,
+        )))
     }
 }

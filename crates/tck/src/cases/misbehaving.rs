@@ -11,15 +11,17 @@ use super::{Case, CaseResult, Ctx, Setup};
 use crate::Error;
 use crate::error::{CheckExt, ensure, ensure_eq};
 use crate::messages::{
-    Effects, action as action_msg, event_sourced as es_msg, value_entity as ve_msg,
+    Effects, action as action_msg, crdt as crdt_msg, event_sourced as es_msg,
+    value_entity as ve_msg,
 };
 use crate::misbehaviour::{Action, EARLY_REPLY_PREFIX, Entity, PREFIX, UNKNOWN_SERVICE};
 use crate::proto::action::action_tck_model_client::ActionTckModelClient;
 use crate::proto::action::{ProcessGroup, ProcessStep, process_step};
+use crate::proto::crdt::crdt_tck_model_client::CrdtTckModelClient;
 use crate::proto::eventsourced::event_sourced_tck_model_client::EventSourcedTckModelClient;
-use crate::proto::service::{EVENT_SOURCED, VALUE_ENTITY};
+use crate::proto::service::{CRDT, EVENT_SOURCED, VALUE_ENTITY};
 use crate::proto::valueentity::value_entity_tck_model_client::ValueEntityTckModelClient;
-use crate::proto::{action, eventsourced, valueentity};
+use crate::proto::{action, crdt, eventsourced, valueentity};
 use crate::relay::{Call, Stream};
 
 /// How the proxy must answer a misbehaviour, and what becomes of the entity.
@@ -53,7 +55,7 @@ fn entity_expectation(misbehaviour: Entity) -> Expected {
         answers: false,
     };
     match misbehaviour {
-        Entity::UnknownCommandId | Entity::EmptyMessage => violation,
+        Entity::UnknownCommandId | Entity::EmptyMessage | Entity::IncompatibleDelta => violation,
         // docs/protocol.md §4.5 words it "protocol violation ...: got a reply without a client
         // action"; the proxy says "<Service.Method> sent no reply". Only the status and what
         // becomes of the entity are checked (docs/tck.md).
@@ -122,17 +124,25 @@ pub(super) fn cases() -> Vec<Case> {
     }
     for (name, misbehaviour) in Entity::ALL {
         let expected = entity_expectation(misbehaviour);
-        cases.push(shared(
-            format!(
-                "misbehaving proxy: event sourced {name} fails the command and the entity recovers"
-            ),
-            move |ctx| Box::pin(event_sourced(ctx, misbehaviour, expected)),
-        ));
-        if misbehaviour != Entity::Crash {
-            cases.push(shared(
-                format!("misbehaving proxy: value entity {name} fails the command and the entity recovers"),
-                move |ctx| Box::pin(value_entity(ctx, misbehaviour, expected)),
-            ));
+        let case = |kind: &str| {
+            format!("misbehaving proxy: {kind} {name} fails the command and the entity recovers")
+        };
+        if misbehaviour != Entity::IncompatibleDelta {
+            cases.push(shared(case("event sourced"), move |ctx| {
+                Box::pin(event_sourced(ctx, misbehaviour, expected))
+            }));
+        }
+        if !matches!(misbehaviour, Entity::Crash | Entity::IncompatibleDelta) {
+            cases.push(shared(case("value entity"), move |ctx| {
+                Box::pin(value_entity(ctx, misbehaviour, expected))
+            }));
+        }
+        // A CRDT command's reply without client action is legal for streamed commands, and
+        // the crash is the event sourced case's.
+        if !matches!(misbehaviour, Entity::Crash | Entity::ReplyWithoutAction) {
+            cases.push(shared(case("crdt"), move |ctx| {
+                Box::pin(crdt(ctx, misbehaviour, expected))
+            }));
         }
     }
     cases.push(shared(
@@ -340,6 +350,61 @@ async fn value_entity(ctx: &Ctx, misbehaviour: Entity, expected: Expected) -> Ca
         stream
             .expect_in(ve_msg::init(VALUE_ENTITY, &id, None))
             .await?;
+        expect_exchange(&stream, process(1, vec![]), ok(1)).await
+    } else {
+        expect_exchange(&stream, process(3, vec![]), ok(3)).await
+    }
+}
+
+async fn crdt(ctx: &Ctx, misbehaviour: Entity, expected: Expected) -> CaseResult {
+    let id = ctx.entity_id("entity");
+    let request = |actions: Vec<crdt::RequestAction>| crdt::Request {
+        id: id.clone(),
+        actions,
+    };
+    let fail = |message: String| crdt::RequestAction {
+        action: Some(crdt::request_action::Action::Fail(crdt::Fail { message })),
+    };
+    let process = |n: i64, actions| crdt_msg::command(n, &id, "Process", &request(actions), false);
+    // Every correct answer increments the entity, a GCounter, by 1.
+    let ok = |n: i64| {
+        crdt_msg::reply(
+            n,
+            &crdt::Response::default(),
+            Effects::none().crdt_action(crdt_msg::update(crdt_msg::gcounter(1))),
+        )
+    };
+    let mut client = CrdtTckModelClient::new(ctx.proxy()?.channel.clone());
+
+    client
+        .process(request(vec![]))
+        .await
+        .check("a correct command")?;
+    let stream = ctx.relay()?.expect_crdt().await?;
+    stream.expect_in(crdt_msg::init(CRDT, &id, None)).await?;
+    expect_exchange(&stream, process(1, vec![]), ok(1)).await?;
+
+    let bad = vec![fail(misbehave(misbehaviour.name()))];
+    let status = client
+        .process(request(bad))
+        .await
+        .err()
+        .ok_or_else(|| Error::Check("the misbehaving command succeeded".into()))?;
+    check_status(&status, expected)?;
+    after_misbehaviour(&stream, expected).await?;
+    if expected.report {
+        ctx.relay()?.expect_reported_error(&id).await?;
+    }
+
+    client
+        .process(request(vec![]))
+        .await
+        .check("the next command")?;
+    if expected.restart {
+        // The proxy kept the state: the new stream starts with it.
+        let stream = ctx.relay()?.expect_crdt().await?;
+        let state = Some(crdt_msg::gcounter(1));
+        stream.expect_in(crdt_msg::init(CRDT, &id, state)).await?;
         expect_exchange(&stream, process(1, vec![]), ok(1)).await
     } else {
         expect_exchange(&stream, process(3, vec![]), ok(3)).await
