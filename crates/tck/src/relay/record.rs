@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::Error;
 
 /// How long an expectation waits for what it expects.
-pub const PATIENCE: Duration = Duration::from_secs(3);
+pub const PATIENCE: Duration = Duration::from_secs(5);
 
 /// The protocol call a recorded stream belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
