@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cloudstate_protocol::{Any, ClientAction, Command, Forward, SideEffect, client_action};
-use cloudstate_store::EntityKey;
+use cloudstate_store::{EntityKey, StoreError};
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -144,6 +144,26 @@ impl EntityContext {
         );
         self.shared.user_function.report_error(message.clone());
         Error::ProtocolViolation(message)
+    }
+}
+
+/// After a batch's write failed: fails every result from `from` on that had succeeded (their
+/// replies were computed on top of the state change that was not written).
+pub(crate) fn fail_dependents(
+    results: &mut [Result<Outcome, Error>],
+    from: usize,
+    error: impl Fn() -> Error,
+) {
+    for result in results.iter_mut().skip(from).filter(|r| r.is_ok()) {
+        *result = Err(error());
+    }
+}
+
+/// The error of a batch's failed write, for each command that depended on it.
+pub(crate) fn write_error(key: &EntityKey, error: &StoreError) -> Error {
+    match error {
+        StoreError::Conflict { .. } => Error::Conflict(key.to_string()),
+        other => Error::Store(other.clone()),
     }
 }
 

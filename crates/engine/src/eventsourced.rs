@@ -17,7 +17,9 @@ use cloudstate_protocol::eventsourced::{
 use cloudstate_protocol::{Any, client_action};
 use cloudstate_store::{Event, Snapshot, StoreError};
 
-use crate::entity::{Action, Entity, EntityCommand, EntityContext, Outcome};
+use crate::entity::{
+    Action, Entity, EntityCommand, EntityContext, Outcome, fail_dependents, write_error,
+};
 use crate::model::ServiceDef;
 use crate::stream::EntityStream;
 use crate::{Error, Shared};
@@ -91,12 +93,7 @@ impl Entity for EventSourcedEntity {
         }
         if let Err(error) = self.persist(&mut pending).await {
             let from = pending.first_dependent.unwrap_or(0);
-            for result in results[from..].iter_mut().filter(|r| r.is_ok()) {
-                *result = Err(match &error {
-                    StoreError::Conflict { .. } => Error::Conflict(self.ctx.key.to_string()),
-                    other => Error::Store(other.clone()),
-                });
-            }
+            fail_dependents(&mut results, from, || write_error(&self.ctx.key, &error));
             restart = true;
         }
         if restart {

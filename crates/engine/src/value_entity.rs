@@ -15,7 +15,9 @@ use cloudstate_protocol::valueentity::{
 
 use cloudstate_store::{StoreError, ValueWrite};
 
-use crate::entity::{Action, Entity, EntityCommand, EntityContext, Outcome};
+use crate::entity::{
+    Action, Entity, EntityCommand, EntityContext, Outcome, fail_dependents, write_error,
+};
 use crate::model::ServiceDef;
 use crate::stream::EntityStream;
 use crate::{Error, Shared};
@@ -44,38 +46,53 @@ impl Entity for ValueEntity {
         }
     }
 
+    /// Up to this many queued commands share one write, as for event sourced entities.
+    const MAX_BATCH: usize = 64;
+
     async fn run(&mut self, command: &EntityCommand) -> Result<Outcome, Error> {
-        if self.stream.is_none() {
-            self.recover().await?;
-        }
-        let Some((stream, _)) = self.stream.as_mut() else {
-            unreachable!("recovered above");
-        };
-        let command_id = stream.next_command_id();
-        stream.send(message(value_entity_stream_in::Message::Command(
-            self.ctx.command(command_id, command),
-        )))?;
-        let reply = match self
-            .ctx
-            .shared
-            .metrics
-            .user_function(stream.receive())
-            .await?
-            .message
+        let mut results = self.run_batch(std::slice::from_ref(command)).await;
+        results.pop().unwrap_or(Err(Error::EntityTerminated(
+            "the entity ran no command".into(),
+        )))
+    }
+
+    /// Sends the commands one at a time and writes the value their replies leave (the last
+    /// update or delete) once, before any reply is released. Should that write fail, every
+    /// reply from the first state change on fails with it, and the entity restarts.
+    async fn run_batch(&mut self, commands: &[EntityCommand]) -> Vec<Result<Outcome, Error>> {
+        if self.stream.is_none()
+            && let Err(error) = self.recover().await
         {
-            Some(value_entity_stream_out::Message::Reply(reply)) => reply,
-            Some(value_entity_stream_out::Message::Failure(failure)) => {
-                return Err(Error::EntityFailure(failure.description));
-            }
-            None => return Err(self.ctx.violation("an empty ValueEntityStreamOut message")),
-        };
-        if reply.command_id != command_id {
-            return Err(self.ctx.violation(&format!(
-                "a reply for command {} while command {command_id} was in flight",
-                reply.command_id
-            )));
+            return vec![Err(error)];
         }
-        self.complete(command, reply).await
+        let mut results = Vec::with_capacity(commands.len());
+        let mut pending = None;
+        let mut first_dependent = None;
+        for command in commands {
+            match self.exchange(command).await {
+                Ok(reply) => {
+                    let (outcome, write) = self.complete(command, reply);
+                    if write.is_some() {
+                        pending = write;
+                        first_dependent.get_or_insert(results.len());
+                    }
+                    results.push(Ok(outcome));
+                }
+                Err(error) => {
+                    // The stream is broken: the rest of the batch waits for the restart.
+                    results.push(Err(error));
+                    break;
+                }
+            }
+        }
+        if let Some(write) = pending
+            && let Err(error) = self.write(write).await
+        {
+            let from = first_dependent.unwrap_or(0);
+            fail_dependents(&mut results, from, || write_error(&self.ctx.key, &error));
+            Entity::restart(self);
+        }
+        results
     }
 
     fn restart(&mut self) {
@@ -123,11 +140,44 @@ impl ValueEntity {
         Ok(())
     }
 
-    async fn complete(
-        &mut self,
+    /// Sends one command and waits for its reply.
+    async fn exchange(&mut self, command: &EntityCommand) -> Result<ValueEntityReply, Error> {
+        let Some((stream, _)) = self.stream.as_mut() else {
+            return Err(Error::EntityTerminated("the entity restarted".into()));
+        };
+        let command_id = stream.next_command_id();
+        stream.send(message(value_entity_stream_in::Message::Command(
+            self.ctx.command(command_id, command),
+        )))?;
+        let reply = match self
+            .ctx
+            .shared
+            .metrics
+            .user_function(stream.receive())
+            .await?
+            .message
+        {
+            Some(value_entity_stream_out::Message::Reply(reply)) => reply,
+            Some(value_entity_stream_out::Message::Failure(failure)) => {
+                return Err(Error::EntityFailure(failure.description));
+            }
+            None => return Err(self.ctx.violation("an empty ValueEntityStreamOut message")),
+        };
+        if reply.command_id != command_id {
+            return Err(self.ctx.violation(&format!(
+                "a reply for command {} while command {command_id} was in flight",
+                reply.command_id
+            )));
+        }
+        Ok(reply)
+    }
+
+    /// Turns a reply into its outcome and the write of its state action, if any.
+    fn complete(
+        &self,
         command: &EntityCommand,
         reply: ValueEntityReply,
-    ) -> Result<Outcome, Error> {
+    ) -> (Outcome, Option<ValueWrite>) {
         let ValueEntityReply {
             client_action,
             side_effects,
@@ -137,10 +187,11 @@ impl ValueEntity {
         let action = Action::from_client_action(&self.ctx.shared, &command.method, client_action);
         if let Action::Fail(_) = action {
             // Nothing of a failed command is kept: not its state change, not its side effects.
-            return Ok(Outcome {
+            let outcome = Outcome {
                 action,
                 side_effects: Vec::new(),
-            });
+            };
+            return (outcome, None);
         }
         let write = match state_action.and_then(|a| a.action) {
             Some(value_entity_action::Action::Update(update)) => {
@@ -149,33 +200,24 @@ impl ValueEntity {
             Some(value_entity_action::Action::Delete(_)) => Some(ValueWrite::Delete),
             None => None,
         };
-        if let Some(write) = write {
-            self.write(write).await?;
-        }
-        Ok(Outcome {
+        let outcome = Outcome {
             action,
             side_effects,
-        })
+        };
+        (outcome, write)
     }
 
     /// Writes the value, conditional on the version this entity loaded or last wrote.
-    async fn write(&mut self, write: ValueWrite) -> Result<(), Error> {
+    async fn write(&mut self, write: ValueWrite) -> Result<(), StoreError> {
         let Some((_, version)) = self.stream.as_mut() else {
-            return Err(Error::EntityTerminated("the entity restarted".into()));
+            return Err(StoreError::Unavailable("the entity restarted".into()));
         };
-        match self
+        let write = self
             .ctx
             .shared
             .store
-            .write_value(&self.ctx.key, *version, write)
-            .await
-        {
-            Ok(new_version) => {
-                *version = new_version;
-                Ok(())
-            }
-            Err(StoreError::Conflict { .. }) => Err(Error::Conflict(self.ctx.key.to_string())),
-            Err(error) => Err(Error::Store(error)),
-        }
+            .write_value(&self.ctx.key, *version, write);
+        *version = self.ctx.shared.metrics.store("write_value", write).await?;
+        Ok(())
     }
 }
