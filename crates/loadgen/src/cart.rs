@@ -99,7 +99,7 @@ fn get_cart_path() -> PathAndQuery {
 
 /// The user id (entity key) of key number `key` in run `run_id`.
 pub fn user_id(run_id: &str, key: usize) -> String {
-    format!("{run_id}-{key}")
+    crate::keys::entity_id(run_id, key)
 }
 
 /// The `AddItem` request the run sends for one user.

@@ -1,8 +1,12 @@
-//! The end-of-run correctness check: does every cart hold what was acknowledged?
+//! The end-of-run correctness checks.
 //!
-//! "Acknowledged means durable": every `AddItem` that got an OK must be in the cart. A call
-//! that failed (an error status or a client timeout) may or may not have been applied, so it
-//! widens the accepted range by one; nothing else may change the quantity.
+//! Keyed workloads (cart, counters): does every key hold what was acknowledged? "Acknowledged
+//! means durable": every `AddItem` (or increment) that got an OK must be in the cart (or the
+//! counter). A call that failed (an error status or a client timeout) may or may not have been
+//! applied, so it widens the accepted range by one; nothing else may change the quantity.
+//!
+//! Presence: once every connection is closed, is every user reported offline, and did the
+//! monitors report nothing but the changes made?
 
 use serde::Serialize;
 
@@ -172,9 +176,141 @@ impl CheckReport {
     }
 }
 
+/// What a fresh monitor reported for one user after the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserOutcome {
+    /// Offline, as it must be once the user's connections are closed.
+    Offline,
+    /// Still online when the wait ended.
+    StillOnline,
+    /// No status could be read.
+    Unreadable,
+}
+
+/// The outcome of the presence check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PresenceCheck {
+    /// Whether every user ended offline and no monitor reported an unexpected status.
+    pub passed: bool,
+    /// Users checked.
+    pub users: usize,
+    /// Users reported offline.
+    pub offline: usize,
+    /// Users still reported online after the wait.
+    pub still_online: usize,
+    /// Users whose status could not be read.
+    pub unreadable: usize,
+    /// Statuses the monitors delivered during the run other than the one awaited (the
+    /// monitor only reports changes, so there should be none).
+    pub unexpected_statuses: u64,
+}
+
+impl PresenceCheck {
+    /// Sums up the users' outcomes.
+    pub fn new(outcomes: &[UserOutcome], unexpected_statuses: u64) -> Self {
+        let count = |wanted| outcomes.iter().filter(|&&o| o == wanted).count();
+        let (offline, still_online, unreadable) = (
+            count(UserOutcome::Offline),
+            count(UserOutcome::StillOnline),
+            count(UserOutcome::Unreadable),
+        );
+        PresenceCheck {
+            passed: offline == outcomes.len() && unexpected_statuses == 0,
+            users: outcomes.len(),
+            offline,
+            still_online,
+            unreadable,
+            unexpected_statuses,
+        }
+    }
+
+    /// One line for the human summary.
+    pub fn summary(&self) -> String {
+        if self.passed {
+            format!(
+                "passed: {} offline once disconnected, no unexpected status",
+                counted(self.users as u64, "user")
+            )
+        } else {
+            format!(
+                "FAILED: {} of {} users still online, {} unreadable, {} unexpected statuses",
+                self.still_online, self.users, self.unreadable, self.unexpected_statuses
+            )
+        }
+    }
+}
+
+/// Whichever check a workload makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Check {
+    /// Per key: cart, counters.
+    Keys(CheckReport),
+    /// Per user: presence.
+    Presence(PresenceCheck),
+}
+
+impl Check {
+    /// Whether the check passed.
+    pub fn passed(&self) -> bool {
+        match self {
+            Check::Keys(report) => report.passed,
+            Check::Presence(check) => check.passed,
+        }
+    }
+
+    /// One line for the human summary.
+    pub fn summary(&self) -> String {
+        match self {
+            Check::Keys(report) => report.summary(),
+            Check::Presence(check) => check.summary(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presence_passes_only_if_every_user_ends_offline_without_surprises() {
+        use UserOutcome::*;
+        let check = PresenceCheck::new(&[Offline, Offline], 0);
+        assert!(check.passed);
+        assert_eq!(
+            check.summary(),
+            "passed: 2 users offline once disconnected, no unexpected status"
+        );
+        let check = PresenceCheck::new(&[Offline, StillOnline, Unreadable], 0);
+        assert!(!check.passed);
+        assert_eq!(
+            (
+                check.users,
+                check.offline,
+                check.still_online,
+                check.unreadable
+            ),
+            (3, 1, 1, 1)
+        );
+        assert_eq!(
+            check.summary(),
+            "FAILED: 1 of 3 users still online, 1 unreadable, 0 unexpected statuses"
+        );
+        assert!(!PresenceCheck::new(&[Offline], 1).passed);
+        let check = Check::Presence(PresenceCheck::new(&[Offline], 0));
+        assert!(check.passed());
+        let json = serde_json::to_value(&check).unwrap();
+        assert_eq!(json["passed"], true);
+        assert_eq!(json["unexpected_statuses"], 0);
+    }
+
+    #[test]
+    fn either_check_serialises_with_a_passed_field() {
+        let check = Check::Keys(CheckReport::new([KeyCheck::new(0, 1, 0, Some(2))]));
+        assert!(!check.passed());
+        assert!(check.summary().starts_with("FAILED"));
+        assert_eq!(serde_json::to_value(&check).unwrap()["passed"], false);
+    }
 
     #[test]
     fn without_failures_the_quantity_must_equal_the_acknowledged_count() {

@@ -2,7 +2,9 @@
 //!
 //! On a shared machine the figures only mean something next to the load that was there:
 //! this reports how many cores were busy in all, how many of them the load generator and the
-//! watched processes (proxy, user function, echo server) used, and the rest ("other").
+//! watched processes (proxy, user function, echo server) used, and the rest ("other"). A
+//! process may be watched with its descendants (`--watch-tree`): a PostgreSQL server runs one
+//! process per connection.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -18,6 +20,15 @@ pub struct Watched {
     pub name: String,
     /// Process id.
     pub pid: u32,
+    /// Whether its descendants count too.
+    pub tree: bool,
+}
+
+impl Watched {
+    /// The same process with all its descendants.
+    pub fn with_descendants(self) -> Self {
+        Watched { tree: true, ..self }
+    }
 }
 
 impl FromStr for Watched {
@@ -36,6 +47,7 @@ impl FromStr for Watched {
         Ok(Watched {
             name: name.to_owned(),
             pid,
+            tree: false,
         })
     }
 }
@@ -49,9 +61,13 @@ struct Snapshot {
     idle: u64,
     /// Number of CPUs.
     cpus: usize,
-    /// User + system ticks of each watched process (`None` if it could not be read).
-    processes: Vec<Option<u64>>,
+    /// User + system ticks of each watched process, by pid (several with its descendants);
+    /// `None` if the process could not be read.
+    processes: Vec<Option<Ticks>>,
 }
+
+/// User + system ticks per process id.
+type Ticks = BTreeMap<u32, u64>;
 
 /// CPU use over the measured window, in cores (1.0 = one core busy all the time).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,6 +88,7 @@ pub async fn measure(watched: &[Watched], schedule: Schedule) -> Option<CpuUsage
     let mut all = vec![Watched {
         name: "loadgen".to_owned(),
         pid: std::process::id(),
+        tree: false,
     }];
     all.extend(watched.iter().cloned());
     tokio::time::sleep_until(schedule.measure_from.into()).await;
@@ -83,12 +100,24 @@ pub async fn measure(watched: &[Watched], schedule: Schedule) -> Option<CpuUsage
 
 fn snapshot(watched: &[Watched]) -> Option<Snapshot> {
     let (total, idle, cpus) = parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)?;
+    let table = if watched.iter().any(|process| process.tree) {
+        process_table()
+    } else {
+        Vec::new()
+    };
     let processes = watched
         .iter()
         .map(|process| {
-            std::fs::read_to_string(format!("/proc/{}/stat", process.pid))
-                .ok()
-                .and_then(|text| parse_pid_stat(&text))
+            let own = read_pid_stat(process.pid)?;
+            let mut ticks = Ticks::from([(process.pid, own.ticks)]);
+            if process.tree {
+                for pid in descendants(process.pid, &table) {
+                    if let Some(entry) = table.iter().find(|entry| entry.pid == pid) {
+                        ticks.insert(pid, entry.ticks);
+                    }
+                }
+            }
+            Some(ticks)
         })
         .collect();
     Some(Snapshot {
@@ -115,7 +144,7 @@ fn usage(watched: &[Watched], before: &Snapshot, after: &Snapshot) -> Option<Cpu
         {
             processes.insert(
                 process.name.clone(),
-                end.saturating_sub(*start) as f64 / per_cpu,
+                ticks_between(start, end) as f64 / per_cpu,
             );
         }
     }
@@ -126,6 +155,58 @@ fn usage(watched: &[Watched], before: &Snapshot, after: &Snapshot) -> Option<Cpu
         processes,
         other: (machine - ours).max(0.0),
     })
+}
+
+/// Ticks used between two samples of a process (tree): a process that appeared in between
+/// counts with all its ticks; one that ended in between is lost (its ticks are not readable).
+fn ticks_between(start: &Ticks, end: &Ticks) -> u64 {
+    end.iter()
+        .map(|(pid, ticks)| ticks.saturating_sub(start.get(pid).copied().unwrap_or(0)))
+        .sum()
+}
+
+/// One line of the process table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProcessEntry {
+    pid: u32,
+    parent: u32,
+    ticks: u64,
+}
+
+/// Every process of the machine (those that could be read).
+fn process_table() -> Vec<ProcessEntry> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(read_pid_stat)
+        .collect()
+}
+
+fn read_pid_stat(pid: u32) -> Option<ProcessEntry> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (parent, ticks) = parse_pid_stat(&text)?;
+    Some(ProcessEntry { pid, parent, ticks })
+}
+
+/// The descendants of `root` (children, their children, ...) in `table`.
+fn descendants(root: u32, table: &[ProcessEntry]) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for entry in table
+            .iter()
+            .filter(|entry| entry.parent == parent && entry.pid != root)
+        {
+            if !found.contains(&entry.pid) {
+                found.push(entry.pid);
+                frontier.push(entry.pid);
+            }
+        }
+    }
+    found
 }
 
 /// Total ticks, idle ticks and CPU count from the text of /proc/stat.
@@ -149,14 +230,15 @@ fn parse_proc_stat(text: &str) -> Option<(u64, u64, usize)> {
     Some((total, idle, cpus))
 }
 
-/// User + system ticks of a process from the text of /proc/PID/stat.
-fn parse_pid_stat(text: &str) -> Option<u64> {
+/// The parent's pid and the user + system ticks of a process from the text of /proc/PID/stat.
+fn parse_pid_stat(text: &str) -> Option<(u32, u64)> {
     // The command name (field 2) may hold spaces and parentheses: start after the last ')'.
     let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
-    // Fields 14 (utime) and 15 (stime), counted from 1 with the name as field 2.
+    // Field 4 (ppid), fields 14 (utime) and 15 (stime), counted from 1 with the name as field 2.
+    let parent: u32 = fields.get(1)?.parse().ok()?;
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some((parent, utime + stime))
 }
 
 #[cfg(test)]
@@ -177,7 +259,7 @@ mod tests {
     #[test]
     fn pid_stat_sums_user_and_system_time() {
         let text = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 37 5 0 0 20 0 9 0";
-        assert_eq!(parse_pid_stat(text), Some(42));
+        assert_eq!(parse_pid_stat(text), Some((1, 42)));
         assert_eq!(parse_pid_stat("4242 (x) S 1"), None);
     }
 
@@ -191,14 +273,14 @@ mod tests {
             total: 1000,
             idle: 500,
             cpus: 2,
-            processes: vec![Some(10), Some(100)],
+            processes: vec![Some(Ticks::from([(1, 10)])), Some(Ticks::from([(2, 100)]))],
         };
         // 200 ticks = 100 per CPU; 40 idle: 1.6 cores busy, 0.5 + 0.8 of them ours.
         let after = Snapshot {
             total: 1200,
             idle: 540,
             cpus: 2,
-            processes: vec![Some(60), Some(180)],
+            processes: vec![Some(Ticks::from([(1, 60)])), Some(Ticks::from([(2, 180)]))],
         };
         let usage = usage(&watched, &before, &after).unwrap();
         assert!((usage.machine - 1.6).abs() < 1e-9);
@@ -208,12 +290,42 @@ mod tests {
     }
 
     #[test]
+    fn a_tree_counts_every_descendant_once() {
+        let entry = |pid, parent| ProcessEntry {
+            pid,
+            parent,
+            ticks: 0,
+        };
+        let table = [
+            entry(1, 0),
+            entry(10, 1),
+            entry(11, 10),
+            entry(12, 10),
+            entry(13, 11),
+            entry(20, 1),
+        ];
+        let mut found = descendants(10, &table);
+        found.sort_unstable();
+        assert_eq!(found, [11, 12, 13]);
+        assert!(descendants(13, &table).is_empty());
+    }
+
+    #[test]
+    fn a_process_born_in_the_window_counts_in_full() {
+        let start = Ticks::from([(10, 100), (11, 50), (99, 7)]);
+        // 11 used 25 more, 12 was born and used 30, 99 ended (lost).
+        let end = Ticks::from([(10, 110), (11, 75), (12, 30)]);
+        assert_eq!(ticks_between(&start, &end), 10 + 25 + 30);
+    }
+
+    #[test]
     fn watched_processes_are_name_equals_pid() {
         assert_eq!(
             Watched::from_str("proxy=123"),
             Ok(Watched {
                 name: "proxy".into(),
-                pid: 123
+                pid: 123,
+                tree: false
             })
         );
         assert!(Watched::from_str("proxy").is_err());

@@ -1,5 +1,11 @@
 //! Which entity each client addresses on each call.
 
+/// The entity key of key number `key` in run `run_id`: `<run id>-<key>`. The random run id
+/// makes every run start from fresh entities, even on a persistent store.
+pub fn entity_id(run_id: &str, key: usize) -> String {
+    format!("{run_id}-{key}")
+}
+
 /// Spreads `clients` closed-loop clients over `keys` entity keys.
 ///
 /// With at least as many keys as clients, client `i` owns the keys `i, i + C, i + 2C, ...`
@@ -57,6 +63,11 @@ mod tests {
                     .collect()
             })
             .collect()
+    }
+
+    #[test]
+    fn entity_ids_are_the_run_id_and_the_key() {
+        assert_eq!(entity_id("0a1b2c3d", 42), "0a1b2c3d-42");
     }
 
     #[test]

@@ -2,27 +2,46 @@
 //!
 //! - `cart` drives the shopping cart through the proxy, then checks that every cart holds
 //!   exactly what was acknowledged (exit status 2 if not).
+//! - `value` drives the test function's `Counter` value entity (increments, checked like the
+//!   cart, or reads of preset values), directly or through the `Relay.ToCounter` action.
+//! - `crdt` increments the counters example's GCounter or PNCounter, checked the same way.
+//! - `bounce` calls `Relay.Bounce`, a chain of forwards through the proxy; `hop-cost` turns the
+//!   results of several hop counts into the marginal cost of one hop.
+//! - `presence-latency` measures the time from a state change (a user connecting or
+//!   disconnecting) to a streamed `Monitor` call seeing it.
+//! - `pgbench` runs PostgreSQL's own benchmark and reports it in the same form: the database's
+//!   limit the PostgreSQL store is compared with.
 //! - `echo-server` and `echo` measure a bare loopback gRPC round trip with the same client
 //!   machinery: the limit the proxy is compared with.
 
+mod bounce;
 mod cart;
 mod check;
 mod codec;
+mod counter;
 mod cpu;
 mod echo;
+mod hops;
 mod keys;
+mod pgbench;
+mod presence;
+mod proto;
 mod report;
 mod runner;
 mod transport;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-use clap::{Args, Parser, Subcommand};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use cart::{CartPool, CartWorkload, Protocol};
+use check::Check;
+use counter::{CounterKind, CounterWorkload, Mode};
 use cpu::Watched;
 use keys::KeyPlan;
 use report::Summary;
@@ -44,6 +63,18 @@ struct Cli {
 enum Command {
     /// Add items to shopping carts through the proxy, then check every cart.
     Cart(CartArgs),
+    /// Increment or read the test function's `Counter` value entities, then check them.
+    Value(ValueArgs),
+    /// Increment or read the counters example's CRDT counters, then check them.
+    Crdt(CrdtArgs),
+    /// Call `Relay.Bounce`: a chain of `--hops` forwards through the proxy per call.
+    Bounce(BounceArgs),
+    /// Connect and disconnect presence users; time until their `Monitor` streams see it.
+    PresenceLatency(PresenceArgs),
+    /// Run pgbench (the command after `--`) and report its transactions like a run.
+    Pgbench(PgbenchArgs),
+    /// The marginal cost of one forward hop, from the JSON results of `bounce` runs.
+    HopCost(HopCostArgs),
     /// Drive an echo server (the loopback gRPC baseline).
     Echo(EchoArgs),
     /// Serve `/echo.Echo/Echo`: bytes in, same bytes out.
@@ -77,13 +108,37 @@ struct LoadArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
 
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+/// Flags about what a run reports.
+#[derive(Debug, Args)]
+struct ReportArgs {
     /// Also report the CPU used by this process, as NAME=PID (repeatable).
     #[arg(long = "watch-pid", value_name = "NAME=PID")]
     watch: Vec<Watched>,
 
+    /// Also report the CPU used by this process and all its descendants (e.g. a PostgreSQL
+    /// server and its backends), as NAME=PID (repeatable).
+    #[arg(long = "watch-tree", value_name = "NAME=PID")]
+    watch_tree: Vec<Watched>,
+
     /// Print one JSON line on stdout (the human summary goes to stderr).
     #[arg(long)]
     json: bool,
+}
+
+impl ReportArgs {
+    /// Every process to watch.
+    fn watched(&self) -> Vec<Watched> {
+        let trees = self
+            .watch_tree
+            .iter()
+            .cloned()
+            .map(Watched::with_descendants);
+        self.watch.iter().cloned().chain(trees).collect()
+    }
 }
 
 impl LoadArgs {
@@ -116,6 +171,110 @@ struct CartArgs {
     protocol: Protocol,
 }
 
+/// Whether increments go to the value entity directly or through an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Via {
+    /// `Counter.Increment`.
+    Direct,
+    /// `Relay.ToCounter`, which forwards to `Counter.Increment`.
+    Relay,
+}
+
+#[derive(Debug, Args)]
+struct ValueArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+
+    /// Counters (entity keys) the clients spread over.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    keys: u32,
+
+    /// `update`: Increment by 1 (checked at the end); `get`: read counters preset before the
+    /// run (every reply checked).
+    #[arg(long, value_enum, default_value_t = Mode::Update)]
+    mode: Mode,
+
+    /// Send the increments to the entity directly, or through the `Relay.ToCounter` action.
+    #[arg(long, value_enum, default_value_t = Via::Direct)]
+    via: Via,
+}
+
+/// The CRDT counters of the counters example.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CrdtCounter {
+    /// Grow-only counter: `IncrementGCounter`, `GetGCounter`.
+    Gcounter,
+    /// Positive-negative counter: `UpdatePNCounter`, `GetPNCounter`.
+    Pncounter,
+}
+
+#[derive(Debug, Args)]
+struct CrdtArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+
+    /// Counters (entity keys) the clients spread over.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    keys: u32,
+
+    /// `update`: add 1 (checked at the end); `get`: read counters preset before the run.
+    #[arg(long, value_enum, default_value_t = Mode::Update)]
+    mode: Mode,
+
+    /// Which CRDT.
+    #[arg(long, value_enum, default_value_t = CrdtCounter::Pncounter)]
+    counter: CrdtCounter,
+}
+
+#[derive(Debug, Args)]
+struct BounceArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+
+    /// Forwards per call before the reply (0: the action answers at once).
+    #[arg(long, default_value_t = 0)]
+    hops: u32,
+}
+
+#[derive(Debug, Args)]
+struct PresenceArgs {
+    /// `--concurrency` is the number of users: each client is one user with its own `Monitor`
+    /// stream, alternately connecting and disconnecting.
+    #[command(flatten)]
+    load: LoadArgs,
+
+    /// Open the `Monitor` streams on connections of their own (as many again), apart from
+    /// the `Connect` calls; by default a user's two calls share its connection.
+    #[arg(long)]
+    monitors_apart: bool,
+}
+
+#[derive(Debug, Args)]
+struct PgbenchArgs {
+    /// Time before the measured window (transactions started in it are not counted).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    warmup: Duration,
+
+    /// Measured window.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+
+    #[command(flatten)]
+    report: ReportArgs,
+
+    /// The pgbench command and its arguments, e.g. `-- pgbench -n -M prepared -c 64 -j 2 -f
+    /// insert.sql db`; `-T`, `-l` and `--log-prefix` are added.
+    #[arg(last = true, required = true, value_name = "PGBENCH")]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct HopCostArgs {
+    /// JSON results of `bounce --json` runs (other lines and scenarios are ignored).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 struct EchoArgs {
     #[command(flatten)]
@@ -142,6 +301,24 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Cart(args) => run_cart(args).await,
+        Command::Value(args) => {
+            let counter = match args.via {
+                Via::Direct => CounterKind::Value,
+                Via::Relay => CounterKind::ValueViaRelay,
+            };
+            run_counter("value", &args.load, args.keys, counter, args.mode).await
+        }
+        Command::Crdt(args) => {
+            let counter = match args.counter {
+                CrdtCounter::Gcounter => CounterKind::GCounter,
+                CrdtCounter::Pncounter => CounterKind::PnCounter,
+            };
+            run_counter("crdt", &args.load, args.keys, counter, args.mode).await
+        }
+        Command::Bounce(args) => run_bounce(args).await,
+        Command::PresenceLatency(args) => run_presence(args).await,
+        Command::Pgbench(args) => run_pgbench(args).await,
+        Command::HopCost(args) => hop_cost(args),
         Command::Echo(args) => run_echo(args).await,
         Command::EchoServer(args) => serve_echo(args).await.map(|()| ExitCode::SUCCESS),
     };
@@ -178,52 +355,246 @@ async fn run_cart(args: CartArgs) -> anyhow::Result<ExitCode> {
     let (recorded, cpu) = drive(load, workload.clone()).await?;
     eprintln!("checking {keys} carts");
     let check = workload.check(concurrency).await;
-    let passed = check.passed;
 
-    let mut summary = Summary::new(
-        "cart",
-        &recorded,
-        load.warmup.as_secs_f64(),
-        load.duration.as_secs_f64(),
-    );
+    let mut summary = summary("cart", load, &recorded, connections);
     summary.protocol = format!("{:?}", args.protocol).to_lowercase();
-    summary.target = load.target.clone();
-    summary.concurrency = concurrency;
-    summary.connections = connections;
     summary.keys = Some(keys);
     summary.run_id = Some(run_id);
-    summary.check = Some(check);
+    summary.check = Some(Check::Keys(check));
     summary.cpu = cpu;
-    print_summary(&summary, load.json);
-    Ok(if passed {
-        ExitCode::SUCCESS
+    Ok(finish(&summary, load.report.json))
+}
+
+/// `value` and `crdt`: keyed counters, checked at the end.
+async fn run_counter(
+    scenario: &str,
+    load: &LoadArgs,
+    keys: u32,
+    counter: CounterKind,
+    mode: Mode,
+) -> anyhow::Result<ExitCode> {
+    let (concurrency, connections) = (load.concurrency(), load.connections()?);
+    let keys = keys as usize;
+    let run_id = random_run_id();
+    eprintln!("connecting to {} ({connections} connections)", load.target);
+    let pool = GrpcPool::connect(&load.target, connections, load.timeout).await?;
+    let workload = Arc::new(CounterWorkload::new(
+        pool,
+        counter,
+        mode,
+        KeyPlan::new(keys, concurrency),
+        &run_id,
+    ));
+    if mode == Mode::Get {
+        eprintln!("setting {keys} counters to their values");
+        workload.prepare(concurrency).await?;
+    }
+    let (recorded, cpu) = drive(load, workload.clone()).await?;
+    eprintln!("checking {keys} counters");
+    let check = workload.check(concurrency).await;
+
+    let mut summary = summary(scenario, load, &recorded, connections);
+    summary.method = Some(workload.method().to_owned());
+    summary.mode = Some(format!("{mode:?}").to_lowercase());
+    summary.keys = Some(keys);
+    summary.run_id = Some(run_id);
+    summary.check = Some(Check::Keys(check));
+    summary.cpu = cpu;
+    Ok(finish(&summary, load.report.json))
+}
+
+async fn run_bounce(args: BounceArgs) -> anyhow::Result<ExitCode> {
+    let load = &args.load;
+    let connections = load.connections()?;
+    eprintln!("connecting to {} ({connections} connections)", load.target);
+    let pool = GrpcPool::connect(&load.target, connections, load.timeout).await?;
+    let workload = Arc::new(bounce::BounceWorkload::new(pool, args.hops));
+    let (recorded, cpu) = drive(load, workload.clone()).await?;
+
+    let mut summary = summary("bounce", load, &recorded, connections);
+    summary.method = Some(workload.method().to_owned());
+    summary.hops = Some(args.hops);
+    summary.cpu = cpu;
+    Ok(finish(&summary, load.report.json))
+}
+
+async fn run_presence(args: PresenceArgs) -> anyhow::Result<ExitCode> {
+    let load = &args.load;
+    let (users, connections) = (load.concurrency(), load.connections()?);
+    let run_id = random_run_id();
+    eprintln!("connecting to {} ({connections} connections)", load.target);
+    let pool = GrpcPool::connect(&load.target, connections, load.timeout).await?;
+    let monitor_pool = if args.monitors_apart {
+        eprintln!("connecting again for the monitors ({connections} connections)");
+        GrpcPool::connect(&load.target, connections, load.timeout).await?
     } else {
-        ExitCode::from(CHECK_FAILED)
-    })
+        pool.clone()
+    };
+    eprintln!("opening {users} Monitor streams");
+    let monitors = presence::open_monitors(&monitor_pool, &run_id, users, load.timeout).await?;
+    let schedule = Schedule::starting_now(load.warmup, load.duration);
+    let workload = Arc::new(presence::PresenceWorkload::new(
+        pool,
+        monitor_pool,
+        &run_id,
+        monitors,
+        schedule,
+        load.timeout,
+    )?);
+    let (recorded, cpu) = drive_with(load, workload.clone(), schedule).await?;
+    eprintln!("checking that {users} users end offline");
+    let check = workload.check().await;
+
+    let mut summary = summary("presence-latency", load, &recorded, connections);
+    summary.method = Some(format!("/{}/Connect", proto::presence::SERVICE));
+    if args.monitors_apart {
+        summary.connections *= 2;
+    }
+    summary.keys = Some(users);
+    summary.run_id = Some(run_id);
+    summary.changes = Some(
+        workload
+            .changes()?
+            .into_iter()
+            .map(|(kind, latency)| (kind.to_owned(), latency))
+            .collect(),
+    );
+    summary.check = Some(Check::Presence(check));
+    summary.cpu = cpu;
+    Ok(finish(&summary, load.report.json))
+}
+
+async fn run_pgbench(args: PgbenchArgs) -> anyhow::Result<ExitCode> {
+    let run_id = random_run_id();
+    let logs = pgbench::LogDir::create(&run_id)?;
+    let seconds = pgbench::seconds_for(args.warmup, args.duration);
+    let line = pgbench::command_line(&args.command, seconds, &logs.path().join("tx"));
+    eprintln!("running {}", line.join(" "));
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let mut child = tokio::process::Command::new(&line[0])
+        .args(&line[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", line[0]))?;
+    let mut watched = args.report.watched();
+    if let Some(pid) = child.id() {
+        watched.push(Watched {
+            name: "pgbench".to_owned(),
+            pid,
+            tree: false,
+        });
+    }
+    let schedule = Schedule::starting_now(args.warmup, args.duration);
+    let stdout = child.stdout.take();
+    let (output, cpu) = tokio::join!(
+        async {
+            let mut text = String::new();
+            if let Some(mut stdout) = stdout {
+                use tokio::io::AsyncReadExt;
+                stdout.read_to_string(&mut text).await?;
+            }
+            Ok::<_, std::io::Error>((text, child.wait().await?))
+        },
+        cpu::measure(&watched, schedule)
+    );
+    let (text, status) = output.context("running pgbench")?;
+    eprint!("{text}");
+    anyhow::ensure!(status.success(), "pgbench failed ({status})");
+
+    let mut recorded = runner::Recorded::new(&schedule)?;
+    let window = pgbench::Window::of(&schedule, now, wall);
+    pgbench::record(
+        pgbench::read_logs(logs.path(), "tx")?,
+        window,
+        &mut recorded,
+    );
+    let mut summary = Summary::new(
+        "pgbench",
+        &recorded,
+        args.warmup.as_secs_f64(),
+        args.duration.as_secs_f64(),
+    );
+    summary.protocol = "postgres".to_owned();
+    summary.command = Some(args.command.join(" "));
+    summary.concurrency = pgbench_clients(&args.command);
+    summary.connections = summary.concurrency;
+    summary.cpu = cpu;
+    Ok(finish(&summary, args.report.json))
+}
+
+/// The `-c` (or `--client`) value of a pgbench command line: its clients (1 by default).
+fn pgbench_clients(command: &[String]) -> usize {
+    let mut args = command.iter();
+    while let Some(arg) = args.next() {
+        if arg == "-c" || arg == "--client" {
+            return args.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+        }
+        if let Some(n) = arg.strip_prefix("--client=").or(arg.strip_prefix("-c")) {
+            return n.parse().unwrap_or(1);
+        }
+    }
+    1
+}
+
+fn hop_cost(args: HopCostArgs) -> anyhow::Result<ExitCode> {
+    let mut runs = Vec::new();
+    for file in &args.files {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        runs.extend(
+            text.lines()
+                .filter_map(|line| serde_json::from_str(line).ok())
+                .filter_map(|summary| hops::HopRun::from_json(&summary)),
+        );
+    }
+    anyhow::ensure!(!runs.is_empty(), "no bounce results in the files given");
+    print!("{}", hops::report(&runs)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_echo(args: EchoArgs) -> anyhow::Result<ExitCode> {
     let load = &args.load;
-    let (concurrency, connections) = (load.concurrency(), load.connections()?);
+    let connections = load.connections()?;
     let payload_size = args.payload_size.unwrap_or_else(default_payload_size);
     eprintln!("connecting to {} ({connections} connections)", load.target);
     let pool = GrpcPool::connect(&load.target, connections, load.timeout).await?;
     let workload = Arc::new(echo::EchoWorkload::new(pool, payload_size));
     let (recorded, cpu) = drive(load, workload).await?;
 
+    let mut summary = summary("echo", load, &recorded, connections);
+    summary.payload_bytes = Some(payload_size);
+    summary.cpu = cpu;
+    Ok(finish(&summary, load.report.json))
+}
+
+/// The figures every closed-loop run reports.
+fn summary(
+    scenario: &str,
+    load: &LoadArgs,
+    recorded: &runner::Recorded,
+    connections: usize,
+) -> Summary {
     let mut summary = Summary::new(
-        "echo",
-        &recorded,
+        scenario,
+        recorded,
         load.warmup.as_secs_f64(),
         load.duration.as_secs_f64(),
     );
     summary.target = load.target.clone();
-    summary.concurrency = concurrency;
+    summary.concurrency = load.concurrency();
     summary.connections = connections;
-    summary.payload_bytes = Some(payload_size);
-    summary.cpu = cpu;
-    print_summary(&summary, load.json);
-    Ok(ExitCode::SUCCESS)
+    summary
+}
+
+/// Prints the summary; the exit status says whether the check, if any, passed.
+fn finish(summary: &Summary, json: bool) -> ExitCode {
+    print_summary(summary, json);
+    match &summary.check {
+        Some(check) if !check.passed() => ExitCode::from(CHECK_FAILED),
+        _ => ExitCode::SUCCESS,
+    }
 }
 
 /// Runs the closed loop and samples the CPU over the measured window.
@@ -232,13 +603,23 @@ async fn drive<W: runner::Workload>(
     workload: Arc<W>,
 ) -> anyhow::Result<(runner::Recorded, Option<cpu::CpuUsage>)> {
     let schedule = Schedule::starting_now(load.warmup, load.duration);
+    drive_with(load, workload, schedule).await
+}
+
+/// [`drive`] with a schedule made beforehand.
+async fn drive_with<W: runner::Workload>(
+    load: &LoadArgs,
+    workload: Arc<W>,
+    schedule: Schedule,
+) -> anyhow::Result<(runner::Recorded, Option<cpu::CpuUsage>)> {
     eprintln!(
         "{} clients: warming up for {:?}, then measuring for {:?}",
         load.concurrency, load.warmup, load.duration
     );
+    let watched = load.report.watched();
     let (recorded, cpu) = tokio::join!(
         runner::run(workload, load.concurrency(), schedule),
-        cpu::measure(&load.watch, schedule)
+        cpu::measure(&watched, schedule)
     );
     Ok((recorded?, cpu))
 }
@@ -341,6 +722,103 @@ mod tests {
         assert_eq!(parse("1").unwrap(), 1);
         assert!(parse("9").is_err());
         assert!(Cli::try_parse_from(["cloudstate-loadgen", "cart", "--keys", "0"]).is_err());
+    }
+
+    #[test]
+    fn new_workloads_have_their_documented_defaults() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["cloudstate-loadgen"].iter().chain(args))
+                .unwrap()
+                .command
+        };
+        let Command::Value(value) = parse(&["value"]) else {
+            panic!("not value")
+        };
+        assert_eq!(
+            (value.keys, value.mode, value.via),
+            (1000, Mode::Update, Via::Direct)
+        );
+        let Command::Value(value) = parse(&["value", "--mode", "get", "--via", "relay"]) else {
+            panic!("not value")
+        };
+        assert_eq!((value.mode, value.via), (Mode::Get, Via::Relay));
+        let Command::Crdt(crdt) = parse(&["crdt"]) else {
+            panic!("not crdt")
+        };
+        assert_eq!(
+            (crdt.keys, crdt.mode, crdt.counter),
+            (1000, Mode::Update, CrdtCounter::Pncounter)
+        );
+        let Command::Bounce(bounce) = parse(&["bounce", "--hops", "8"]) else {
+            panic!("not bounce")
+        };
+        assert_eq!(bounce.hops, 8);
+        let Command::PresenceLatency(presence) =
+            parse(&["presence-latency", "--concurrency", "100"])
+        else {
+            panic!("not presence-latency")
+        };
+        assert_eq!(presence.load.concurrency(), 100);
+    }
+
+    #[test]
+    fn trees_and_single_processes_are_both_watched() {
+        let cli = Cli::try_parse_from([
+            "cloudstate-loadgen",
+            "cart",
+            "--watch-pid",
+            "proxy=10",
+            "--watch-tree",
+            "postgres=20",
+        ])
+        .unwrap();
+        let Command::Cart(args) = cli.command else {
+            panic!("not cart")
+        };
+        let watched = args.load.report.watched();
+        assert_eq!(
+            watched
+                .iter()
+                .map(|w| (w.name.as_str(), w.pid, w.tree))
+                .collect::<Vec<_>>(),
+            [("proxy", 10, false), ("postgres", 20, true)]
+        );
+    }
+
+    #[test]
+    fn pgbench_takes_the_command_after_the_double_dash() {
+        let cli = Cli::try_parse_from([
+            "cloudstate-loadgen",
+            "pgbench",
+            "--duration",
+            "20s",
+            "--json",
+            "--",
+            "pgbench",
+            "-n",
+            "-c",
+            "64",
+            "db",
+        ])
+        .unwrap();
+        let Command::Pgbench(args) = cli.command else {
+            panic!("not pgbench")
+        };
+        assert_eq!(args.command, ["pgbench", "-n", "-c", "64", "db"]);
+        assert!(args.report.json);
+        assert_eq!(pgbench_clients(&args.command), 64);
+        assert!(Cli::try_parse_from(["cloudstate-loadgen", "pgbench"]).is_err());
+    }
+
+    #[test]
+    fn pgbench_clients_come_from_its_flags() {
+        let clients = |args: &[&str]| {
+            pgbench_clients(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(clients(&["pgbench", "-c", "64"]), 64);
+        assert_eq!(clients(&["pgbench", "-c8"]), 8);
+        assert_eq!(clients(&["pgbench", "--client=16", "db"]), 16);
+        assert_eq!(clients(&["pgbench", "db"]), 1);
     }
 
     #[test]

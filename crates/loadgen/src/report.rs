@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::check::CheckReport;
+use crate::check::Check;
 use crate::cpu::CpuUsage;
 use crate::runner::Recorded;
 
@@ -52,11 +52,42 @@ impl Latency {
     }
 }
 
+/// The latency of one kind of change (presence), in the measured window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ChangeLatency {
+    /// Changes seen.
+    pub count: u64,
+    /// From the change to the streamed client seeing it.
+    pub latency_ms: Latency,
+}
+
+impl ChangeLatency {
+    /// The count and percentiles of a histogram of microseconds.
+    pub fn from_micros(histogram: &Histogram<u64>) -> Self {
+        ChangeLatency {
+            count: histogram.len(),
+            latency_ms: Latency::from_micros(histogram),
+        }
+    }
+}
+
 /// Everything a run reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
-    /// `cart` or `echo`.
+    /// `cart`, `echo`, `value`, `crdt`, `bounce`, `presence-latency` or `pgbench`.
     pub scenario: String,
+    /// The gRPC method driven, where there is one (`/cloudstate.e2e.Counter/Increment`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// `update` or `get` (value and crdt only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Forwards per call (bounce only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hops: Option<u32>,
+    /// The command run (pgbench only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
     /// Protocol spoken to the target.
     pub protocol: String,
     /// The target URI.
@@ -65,13 +96,13 @@ pub struct Summary {
     pub concurrency: usize,
     /// HTTP/2 connections the clients were spread over.
     pub connections: usize,
-    /// Entity keys (cart only).
+    /// Entity keys (keyed workloads).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keys: Option<usize>,
     /// Request payload size in bytes (echo only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_bytes: Option<usize>,
-    /// The run's key prefix (cart only).
+    /// The run's key prefix (keyed workloads and presence).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
     /// Unrecorded warm-up, in seconds.
@@ -90,9 +121,12 @@ pub struct Summary {
     pub errors: BTreeMap<String, u64>,
     /// Failed calls started during the warm-up, by kind.
     pub warmup_errors: BTreeMap<String, u64>,
-    /// The correctness check (cart only).
+    /// Latency per kind of change (presence only: `connect`, `disconnect`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub check: Option<CheckReport>,
+    pub changes: Option<BTreeMap<String, ChangeLatency>>,
+    /// The correctness check, where the workload has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
     /// CPU use during the measured window, where /proc is readable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<CpuUsage>,
@@ -104,6 +138,10 @@ impl Summary {
         let ops = recorded.latency.len();
         Summary {
             scenario: scenario.to_owned(),
+            method: None,
+            mode: None,
+            hops: None,
+            command: None,
             protocol: "grpc".to_owned(),
             target: String::new(),
             concurrency: 0,
@@ -123,6 +161,7 @@ impl Summary {
             per_second: recorded.per_second.clone(),
             errors: recorded.errors.by_name(),
             warmup_errors: recorded.warmup_errors.by_name(),
+            changes: None,
             check: None,
             cpu: None,
         }
@@ -139,6 +178,12 @@ impl Summary {
             counted(self.concurrency as u64, "client"),
             counted(self.connections as u64, "connection")
         );
+        if let Some(method) = &self.method {
+            what.push_str(&format!(", {method}"));
+        }
+        if let Some(hops) = self.hops {
+            what.push_str(&format!(", {}", counted(u64::from(hops), "hop")));
+        }
         if let Some(keys) = self.keys {
             what.push_str(&format!(", {}", counted(keys as u64, "key")));
         }
@@ -184,6 +229,18 @@ impl Summary {
             format_errors(&self.errors),
             format_errors(&self.warmup_errors)
         );
+        for (kind, change) in self.changes.iter().flatten() {
+            let l = &change.latency_ms;
+            let _ = writeln!(
+                out,
+                "{:<12} {} seen, ms p50 {} | p99 {} | max {}",
+                kind,
+                format_count(change.count),
+                format_ms(l.p50),
+                format_ms(l.p99),
+                format_ms(l.max)
+            );
+        }
         if let Some(check) = &self.check {
             let _ = writeln!(out, "check        {}", check.summary());
         }

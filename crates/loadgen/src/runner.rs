@@ -20,6 +20,12 @@ const SIGNIFICANT_DIGITS: u8 = 3;
 /// recorded as one minute. The histograms have fixed bounds so that recording never resizes.
 const HIGHEST_MICROS: u64 = 60_000_000;
 
+/// An empty latency histogram of microseconds, with the bounds every run uses.
+pub fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, HIGHEST_MICROS, SIGNIFICANT_DIGITS)
+        .context("creating a histogram")
+}
+
 /// What the clients do: the driver calls [`Workload::call`] in a loop for every client.
 pub trait Workload: Send + Sync + 'static {
     /// A client's own state (its connection handle, its position in its key sequence, ...).
@@ -106,11 +112,11 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    fn new(schedule: &Schedule) -> anyhow::Result<Self> {
+    /// Nothing recorded yet, for a run following `schedule`.
+    pub fn new(schedule: &Schedule) -> anyhow::Result<Self> {
         let seconds = schedule.measured().as_secs_f64().ceil() as usize;
         Ok(Recorded {
-            latency: Histogram::new_with_bounds(1, HIGHEST_MICROS, SIGNIFICANT_DIGITS)
-                .context("creating a histogram")?,
+            latency: histogram()?,
             errors: ErrorCounts::default(),
             warmup_errors: ErrorCounts::default(),
             per_second: vec![0; seconds.max(1)],
@@ -118,7 +124,7 @@ impl Recorded {
     }
 
     /// Records a successful call that started in second `second` of the window.
-    fn success(&mut self, second: usize, latency: Duration) {
+    pub fn success(&mut self, second: usize, latency: Duration) {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.latency.saturating_record(micros);
         if let Some(count) = self.per_second.get_mut(second) {

@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tonic::client::Grpc;
+use tonic::codec::Streaming;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec::BytesCodec;
@@ -126,6 +127,30 @@ impl GrpcClient {
                 .unary(tonic::Request::new(request), path.clone(), BytesCodec)
                 .await?;
             Ok(reply.into_inner())
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .unwrap_or(Err(CallError::Timeout))
+    }
+
+    /// Starts a server-streaming call with an already encoded request; returns the stream of
+    /// encoded replies once the server has answered with its headers. Dropping the stream
+    /// cancels the call.
+    pub async fn server_streaming(
+        &mut self,
+        path: &PathAndQuery,
+        request: Bytes,
+    ) -> Result<Streaming<Bytes>, CallError> {
+        let call = async {
+            self.grpc
+                .ready()
+                .await
+                .map_err(|_| CallError::Status(tonic::Code::Unavailable))?;
+            let stream = self
+                .grpc
+                .server_streaming(tonic::Request::new(request), path.clone(), BytesCodec)
+                .await?;
+            Ok(stream.into_inner())
         };
         tokio::time::timeout(self.timeout, call)
             .await
