@@ -24,6 +24,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use cloudstate_engine::Engine;
 use cloudstate_store::Store;
 use prometheus_client::registry::Registry;
@@ -155,6 +156,13 @@ impl Ingress {
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
+        // Without TCP_NODELAY, a streamed message written while the previous one is still
+        // unacknowledged waits for the client's delayed ACK (about 40 ms).
+        let listener = listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY on a client connection");
+            }
+        });
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await?;
