@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cloudstate_engine::{Engine, EngineConfig, EngineMetrics, ServiceModel, UserFunction};
+use cloudstate_engine::{Engine, EngineMetrics, ServiceModel, UserFunction};
 use cloudstate_ingress::Ingress;
 use cloudstate_store::{MemoryStore, Store};
 use cloudstate_store_embedded::EmbeddedStore;
-use cloudstate_store_postgres::{PostgresOptions, PostgresStore};
+use cloudstate_store_postgres::PostgresStore;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    init_logging(config.log_format);
+    init_logging(config.server.log_format);
     if let Err(error) = run(config).await {
         tracing::error!("{error:#}");
         std::process::exit(1);
@@ -54,29 +54,23 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let store: Arc<dyn Store> = match &config.store {
+    let store: Arc<dyn Store> = match &config.store.store {
         StoreConfig::Memory => Arc::new(MemoryStore::new()),
         StoreConfig::Embedded(dir) => Arc::new(
             EmbeddedStore::open(dir)
                 .with_context(|| format!("opening the embedded store in {}", dir.display()))?,
         ),
-        StoreConfig::Postgres(url) => {
-            let options = PostgresOptions {
-                pool_size: config.store_pool_size,
-                ..PostgresOptions::default()
-            };
-            Arc::new(
-                PostgresStore::connect(url, options)
-                    .await
-                    .context("opening the PostgreSQL store")?,
-            )
-        }
+        StoreConfig::Postgres(url) => Arc::new(
+            PostgresStore::connect(url, config.store.postgres_options())
+                .await
+                .context("opening the PostgreSQL store")?,
+        ),
     };
-    let address = SocketAddr::new(config.http_interface, config.http_port);
+    let address = SocketAddr::new(config.server.http_interface, config.server.http_port);
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("listening on {address}"))?;
-    tracing::info!(%address, store = ?config.store, "cloudstate-proxy listening");
+    tracing::info!(%address, store = ?config.store.store, "cloudstate-proxy listening");
 
     let mut registry = Registry::default();
     let metrics = EngineMetrics::new(&mut registry);
@@ -87,10 +81,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(async move { ingress.serve(listener, stop.notified_owned()).await })
     };
 
-    let user_function = UserFunction::new(&config.user_function_host, config.user_function_port)
+    let options = &config.user_function;
+    let user_function = UserFunction::new(&options.user_function_host, options.user_function_port)
         .context("invalid user function address")?;
-    let discovery =
-        user_function.discover_with_retry(Duration::from_millis(100), config.discovery_max_backoff);
+    let discovery = user_function.discover_with_retry(
+        Duration::from_millis(100),
+        options.discovery_max_backoff.into(),
+    );
     let spec = tokio::select! {
         spec = discovery => spec,
         result = &mut server => return result.context("server task failed")?.map_err(Into::into),
@@ -121,12 +118,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         model,
         store,
         user_function,
-        EngineConfig {
-            command_timeout: config.command_timeout,
-            passivation_timeout: config.passivation_timeout,
-            mailbox_capacity: config.entity_mailbox_capacity as usize,
-            max_chain_length: config.max_chain_length,
-        },
+        config.engine.engine_config(),
         metrics,
     );
     ingress.set_engine(engine.clone())?;
@@ -137,8 +129,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         result = &mut server => return result.context("server task failed")?.map_err(Into::into),
     }
     // Stop accepting, let in-flight calls finish (boundedly), then close the entities' streams.
-    tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: finishing in-flight calls");
-    let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
+    let shutdown_timeout = Duration::from(config.server.shutdown_timeout);
+    tracing::info!(timeout = ?shutdown_timeout, "shutting down: finishing in-flight calls");
+    let deadline = tokio::time::Instant::now() + shutdown_timeout;
     stop_accepting.notify_one();
     match tokio::time::timeout_at(deadline, &mut server).await {
         Ok(result) => result.context("server task failed")??,

@@ -1,18 +1,34 @@
 //! The proxy's configuration: command-line flags, environment variables and an optional TOML
-//! file, in that order of precedence, over built-in defaults. Every setting has all three forms
-//! (see docs/configuration.md); values are checked when the proxy starts.
+//! file, in that order of precedence, over built-in defaults. Every setting has all three forms;
+//! values are checked when the proxy starts.
+//!
+//! Settings come in groups, one module each, flattened into [`Config`]: a group is a clap
+//! `Args` struct whose defaults are taken from the `Default` of the library type it configures
+//! (so each default is written once) and which converts into that type. The table in
+//! docs/configuration.md is generated from these definitions by a test, which also keeps the two
+//! equal.
 
-use std::net::IpAddr;
-use std::path::PathBuf;
-use std::time::Duration;
+mod engine;
+mod server;
+mod store;
+mod user_function;
 
 use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
 
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser};
 
-/// The Cloudstate proxy: serves a user function's stateful services as gRPC, keeping their
-/// state in memory, on disk or in PostgreSQL.
+pub use engine::EngineOptions;
+pub use server::{LogFormat, ServerOptions};
+pub use store::{StoreConfig, StoreOptions};
+pub use user_function::UserFunctionOptions;
+
+/// The Cloudstate proxy: serves a user function's stateful services as gRPC and HTTP/JSON,
+/// keeping their state in memory, on disk or in PostgreSQL.
 #[derive(Debug, Parser)]
 #[command(name = "cloudstate-proxy", version)]
 pub struct Config {
@@ -21,59 +37,21 @@ pub struct Config {
     #[arg(long, env = "CLOUDSTATE_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// Port serving the user's API (gRPC) and the /live and /ready endpoints.
-    #[arg(long, env = "HTTP_PORT", default_value_t = 9000)]
-    pub http_port: u16,
+    /// The proxy's port, logging and shutdown.
+    #[command(flatten)]
+    pub server: ServerOptions,
 
-    /// Interface to listen on.
-    #[arg(long, env = "HTTP_INTERFACE", default_value = "0.0.0.0")]
-    pub http_interface: IpAddr,
+    /// Where the user function is and how discovery waits for it.
+    #[command(flatten)]
+    pub user_function: UserFunctionOptions,
 
-    /// Host of the user function.
-    #[arg(long, env = "USER_FUNCTION_HOST", default_value = "127.0.0.1")]
-    pub user_function_host: String,
+    /// Where state is kept.
+    #[command(flatten)]
+    pub store: StoreOptions,
 
-    /// Port of the user function.
-    #[arg(long, env = "USER_FUNCTION_PORT", default_value_t = 8080)]
-    pub user_function_port: u16,
-
-    /// Where state is kept: `memory` (lost on exit), `embedded:<directory>` (on disk),
-    /// `postgres://user:password@host:port/database` (PostgreSQL).
-    #[arg(long, env = "CLOUDSTATE_STORE", default_value = "embedded:./cloudstate-data", value_parser = parse_store)]
-    pub store: StoreConfig,
-
-    /// Connections to PostgreSQL at most (a `postgres://` store): two write, the rest read.
-    #[arg(long, env = "STORE_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
-    pub store_pool_size: u32,
-
-    /// Idle time after which an entity is unloaded from memory (unless the user function
-    /// declares its own).
-    #[arg(long, env = "PASSIVATION_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub passivation_timeout: Duration,
-
-    /// Longest a command may take, from arrival to reply.
-    #[arg(long, env = "COMMAND_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
-    pub command_timeout: Duration,
-
-    /// Commands that may wait for one entity before new ones are refused (RESOURCE_EXHAUSTED).
-    #[arg(long, env = "ENTITY_MAILBOX_CAPACITY", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub entity_mailbox_capacity: u32,
-
-    /// Longest chain of forwards and side effects one call may cause.
-    #[arg(long, env = "MAX_CHAIN_LENGTH", default_value_t = 32)]
-    pub max_chain_length: u32,
-
-    /// On SIGTERM/SIGINT, how long in-flight calls may take to finish before the proxy exits.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub shutdown_timeout: Duration,
-
-    /// Longest wait between two discovery attempts while the user function is not up.
-    #[arg(long, env = "DISCOVERY_MAX_BACKOFF", default_value = "5s", value_parser = parse_duration)]
-    pub discovery_max_backoff: Duration,
-
-    /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Entities, commands and forwards.
+    #[command(flatten)]
+    pub engine: EngineOptions,
 }
 
 impl Config {
@@ -89,16 +67,14 @@ impl Config {
         let Some(path) = matches.get_one::<PathBuf>("config") else {
             return Ok(Config::from_arg_matches(&matches)?);
         };
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::File {
+        let file_error = |error: String| ConfigError::File {
             path: path.clone(),
-            error: error.to_string(),
-        })?;
-        let table: toml::Table =
-            text.parse()
-                .map_err(|error: toml::de::Error| ConfigError::File {
-                    path: path.clone(),
-                    error: error.to_string(),
-                })?;
+            error,
+        };
+        let text = std::fs::read_to_string(path).map_err(|error| file_error(error.to_string()))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|error: toml::de::Error| file_error(error.to_string()))?;
         // File values become flags for the settings that were left at their defaults, so they
         // are checked by the same parsers and lose to flags and environment variables.
         let mut args = args;
@@ -108,10 +84,7 @@ impl Config {
                 .get_arguments()
                 .any(|arg| arg.get_id() == id.as_str() && id != "config");
             if !known {
-                return Err(ConfigError::File {
-                    path: path.clone(),
-                    error: format!("unknown setting `{key}`"),
-                });
+                return Err(file_error(format!("unknown setting `{key}`")));
             }
             if matches.value_source(&id) != Some(ValueSource::DefaultValue) {
                 continue;
@@ -122,13 +95,10 @@ impl Config {
                 toml::Value::Float(number) => number.to_string(),
                 toml::Value::Boolean(flag) => flag.to_string(),
                 other => {
-                    return Err(ConfigError::File {
-                        path: path.clone(),
-                        error: format!(
-                            "`{key}` must be a string or a number, not {}",
-                            other.type_str()
-                        ),
-                    });
+                    return Err(file_error(format!(
+                        "`{key}` must be a string or a number, not {}",
+                        other.type_str()
+                    )));
                 }
             };
             args.push(format!("--{key}={value}").into());
@@ -153,89 +123,121 @@ pub enum ConfigError {
     },
 }
 
-/// Where the proxy keeps state.
-#[derive(Clone, PartialEq, Eq)]
-pub enum StoreConfig {
-    /// In process memory.
-    Memory,
-    /// The embedded on-disk store in this directory.
-    Embedded(PathBuf),
-    /// The PostgreSQL database at this `postgres://` URL.
-    Postgres(String),
-}
+/// A duration setting, written like `500ms`, `30s` or `2m`; never zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
 
-/// Shows a PostgreSQL URL without its password: the configuration is logged.
-impl std::fmt::Debug for StoreConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreConfig::Memory => f.write_str("Memory"),
-            StoreConfig::Embedded(dir) => f.debug_tuple("Embedded").field(dir).finish(),
-            StoreConfig::Postgres(url) => {
-                let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-                let authority = rest.split('/').next().unwrap_or(rest);
-                let shown = match authority.rsplit_once('@') {
-                    Some((user_info, host)) if user_info.contains(':') => {
-                        let user = user_info.split(':').next().unwrap_or("");
-                        let path = &rest[authority.len()..];
-                        format!("{scheme}://{user}:***@{host}{path}")
-                    }
-                    _ => url.clone(),
-                };
-                f.debug_tuple("Postgres").field(&shown).finish()
-            }
+impl FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        let duration = humantime::parse_duration(value)
+            .map_err(|e| format!("`{value}` is not a duration like 500ms, 30s or 2m: {e}"))?;
+        if duration.is_zero() {
+            return Err("must be longer than zero".into());
         }
+        Ok(HumanDuration(duration))
     }
 }
 
-/// How log lines look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-fn parse_store(value: &str) -> Result<StoreConfig, String> {
-    if value == "memory" {
-        Ok(StoreConfig::Memory)
-    } else if let Some(dir) = value.strip_prefix("embedded:") {
-        if dir.is_empty() {
-            return Err("`embedded:` needs a directory, e.g. embedded:./cloudstate-data".into());
-        }
-        Ok(StoreConfig::Embedded(PathBuf::from(dir)))
-    } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
-        Ok(StoreConfig::Postgres(value.to_owned()))
-    } else {
-        Err(format!(
-            "unknown store `{value}`: expected `memory`, `embedded:<directory>` or \
-             `postgres://user:password@host:port/database`"
-        ))
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        humantime::format_duration(self.0).fmt(f)
     }
 }
 
-fn parse_duration(value: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(value)
-        .map_err(|e| format!("`{value}` is not a duration like 500ms, 30s or 2m: {e}"))?;
-    if duration.is_zero() {
-        return Err("must be longer than zero".into());
+impl From<HumanDuration> for Duration {
+    fn from(duration: HumanDuration) -> Duration {
+        duration.0
     }
-    Ok(duration)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The settings as Markdown tables, one per group (its help heading): flag and file key,
+    /// environment variable, default, meaning. docs/configuration.md holds exactly this between
+    /// its `settings` markers.
+    fn settings_tables() -> String {
+        let command = Config::command();
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else {
+                continue;
+            };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            let heading = arg.get_help_heading().unwrap_or("General").to_owned();
+            let env = arg
+                .get_env()
+                .map(|env| format!("`{}`", env.to_string_lossy()))
+                .unwrap_or_default();
+            let default = match arg.get_default_values() {
+                [] => "none".to_owned(),
+                values => values
+                    .iter()
+                    .map(|value| format!("`{}`", value.to_string_lossy()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            let meaning = arg
+                .get_long_help()
+                .or(arg.get_help())
+                .map(|help| {
+                    help.to_string()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            let row = format!("| `--{long}` | {env} | {default} | {meaning} |");
+            match groups.iter_mut().find(|(name, _)| *name == heading) {
+                Some((_, rows)) => rows.push(row),
+                None => groups.push((heading, vec![row])),
+            }
+        }
+        let mut out = String::new();
+        for (heading, rows) in groups {
+            out.push_str(&format!(
+            "\n### {heading}\n\n| flag / file key | environment | default | meaning |\n|---|---|---|---|\n"
+        ));
+            for row in rows {
+                out.push_str(&row);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     #[test]
     fn defaults_follow_the_conventions() {
         let config = Config::try_parse_from(["cloudstate-proxy"]).unwrap();
-        assert_eq!(config.http_port, 9000);
-        assert_eq!(config.user_function_port, 8080);
+        assert_eq!(config.server.http_port, 9000);
+        assert_eq!(config.user_function.user_function_port, 8080);
         assert_eq!(
-            config.store,
+            config.store.store,
             StoreConfig::Embedded(PathBuf::from("./cloudstate-data"))
         );
+    }
+
+    #[test]
+    fn defaults_are_those_of_the_configured_libraries() {
+        let config = Config::try_parse_from(["cloudstate-proxy"]).unwrap();
+        let engine = cloudstate_engine::EngineConfig::default();
+        let from_flags = config.engine.engine_config();
+        assert_eq!(from_flags.command_timeout, engine.command_timeout);
+        assert_eq!(from_flags.passivation_timeout, engine.passivation_timeout);
+        assert_eq!(from_flags.mailbox_capacity, engine.mailbox_capacity);
+        assert_eq!(from_flags.max_chain_length, engine.max_chain_length);
+        let postgres = cloudstate_store_postgres::PostgresOptions::default();
+        let from_flags = config.store.postgres_options();
+        assert_eq!(from_flags.pool_size, postgres.pool_size);
+        assert_eq!(from_flags.writers, postgres.writers);
+        assert_eq!(from_flags.connect_timeout, postgres.connect_timeout);
+        assert_eq!(from_flags.acquire_timeout, postgres.acquire_timeout);
+        assert_eq!(from_flags.statement_timeout, postgres.statement_timeout);
     }
 
     #[test]
@@ -248,6 +250,7 @@ mod tests {
             &["p", "--entity-mailbox-capacity", "0"][..],
             &["p", "--http-port", "99999"][..],
             &["p", "--store-pool-size", "1"][..],
+            &["p", "--store-writers", "0"][..],
         ] {
             assert!(
                 Config::try_parse_from(args).is_err(),
@@ -262,8 +265,8 @@ mod tests {
     fn a_postgres_store_is_parsed_and_logged_without_its_password() {
         for url in ["postgres://u:secret@db:5432/state", "postgresql://db/state"] {
             let config = Config::try_parse_from(["p", "--store", url]).unwrap();
-            assert_eq!(config.store, StoreConfig::Postgres(url.into()));
-            assert_eq!(config.store_pool_size, 10);
+            assert_eq!(config.store.store, StoreConfig::Postgres(url.into()));
+            assert_eq!(config.store.store_pool_size, 10);
         }
         let config = Config::try_parse_from([
             "p",
@@ -271,9 +274,15 @@ mod tests {
             "postgres://u:secret@db:5432/state",
             "--store-pool-size",
             "4",
+            "--store-statement-timeout",
+            "3s",
         ])
         .unwrap();
-        assert_eq!(config.store_pool_size, 4);
+        assert_eq!(config.store.postgres_options().pool_size, 4);
+        assert_eq!(
+            config.store.postgres_options().statement_timeout,
+            Duration::from_secs(3)
+        );
         let shown = format!("{config:?}");
         assert!(!shown.contains("secret"), "{shown}");
         assert!(shown.contains("postgres://u:***@db:5432/state"), "{shown}");
@@ -292,12 +301,15 @@ mod tests {
         );
         let path = file.path().to_str().unwrap();
         let config = Config::load(["p", "--config", path, "--http-port", "9200"]).unwrap();
-        assert_eq!(config.http_port, 9200, "the flag wins over the file");
-        assert_eq!(config.store, StoreConfig::Memory);
-        assert_eq!(config.command_timeout, Duration::from_secs(2));
-        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.server.http_port, 9200, "the flag wins over the file");
+        assert_eq!(config.store.store, StoreConfig::Memory);
         assert_eq!(
-            config.user_function_port, 8080,
+            config.engine.engine_config().command_timeout,
+            Duration::from_secs(2)
+        );
+        assert_eq!(config.server.log_format, LogFormat::Json);
+        assert_eq!(
+            config.user_function.user_function_port, 8080,
             "untouched settings keep their default"
         );
     }
@@ -321,6 +333,29 @@ mod tests {
         assert!(
             error.to_string().contains("/nonexistent/cloudstate.toml"),
             "{error}"
+        );
+    }
+
+    /// docs/configuration.md lists every setting as the code defines it. Run with
+    /// `UPDATE_DOCS=1` to rewrite the tables after changing a setting.
+    #[test]
+    fn the_documented_settings_are_the_defined_ones() {
+        const START: &str = "<!-- settings:start (generated from the code: UPDATE_DOCS=1 cargo test -p cloudstate-proxy) -->\n";
+        const END: &str = "<!-- settings:end -->";
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+        let docs = std::fs::read_to_string(&path).unwrap();
+        let (before, rest) = docs.split_once(START).expect("docs have the start marker");
+        let (documented, after) = rest.split_once(END).expect("docs have the end marker");
+        let tables = settings_tables();
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(&path, format!("{before}{START}{tables}\n{END}{after}")).unwrap();
+            return;
+        }
+        assert_eq!(
+            documented.trim(),
+            tables.trim(),
+            "docs/configuration.md is out of date: run UPDATE_DOCS=1 cargo test -p cloudstate-proxy"
         );
     }
 }
