@@ -3,13 +3,14 @@
 
 use std::ops::Bound;
 
-use cloudstate_store::{Any, EntityKey, Event, Snapshot, StoreError, Value};
+use cloudstate_store::{Any, EntityKey, Event, LoggedEvent, Snapshot, StoreError, Value};
 use prost::Message;
 use redb::{ReadableTable, TableDefinition};
 
 /// The version of the on-disk layout this build reads and writes; it changes whenever the
-/// layout changes in a way other builds cannot read.
-pub const FORMAT_VERSION: u64 = 1;
+/// layout changes in a way other builds cannot read. Version 1 (without event logs) is
+/// upgraded when opened.
+pub const FORMAT_VERSION: u64 = 2;
 
 /// The key of [`FORMAT_VERSION`] in [`META`].
 pub(crate) const FORMAT_VERSION_KEY: &str = "format_version";
@@ -33,6 +34,18 @@ pub(crate) const SNAPSHOTS: TableDefinition<EntityColumns, &[u8]> =
 /// `(persistence id, entity id)` → the value of a value entity as a [`Numbered`] (the number is
 /// its version).
 pub(crate) const VALUES: TableDefinition<EntityColumns, &[u8]> = TableDefinition::new("values");
+
+/// `(persistence id, offset)` → `(entity id, sequence number)`: the event logs, each event of
+/// the journal under its offset in its persistence id's log.
+pub(crate) const EVENT_LOG: TableDefinition<(&str, u64), (&str, u64)> =
+    TableDefinition::new("event_log");
+
+/// Persistence id → the last offset of its event log.
+pub(crate) const EVENT_LOG_HEADS: TableDefinition<&str, u64> =
+    TableDefinition::new("event_log_heads");
+
+/// Consumer name → its position in an event log: `(offset, generation)`.
+pub(crate) const POSITIONS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("positions");
 
 /// A payload with its sequence number (snapshots) or version (values): protobuf, so a later
 /// format can add fields that this one skips.
@@ -100,7 +113,12 @@ macro_rules! storage_failures {
         })*
     };
 }
-storage_failures!(redb::StorageError, redb::TableError, redb::TransactionError);
+storage_failures!(
+    redb::Error,
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError
+);
 
 /// The sequence number of the last event of `key`'s journal, 0 if there is none.
 pub(crate) fn last_sequence_nr(
@@ -145,6 +163,55 @@ pub(crate) fn events_after(
             ))
         })?;
         events.push(Event {
+            sequence_nr,
+            payload,
+        });
+    }
+    Ok(events)
+}
+
+/// The events of `persistence_id`'s log after `after`, at most `limit`, with their payloads
+/// from the journal.
+pub(crate) fn event_log_after(
+    transaction: &redb::ReadTransaction,
+    persistence_id: &str,
+    after: u64,
+    limit: usize,
+    location: &str,
+) -> Result<Vec<LoggedEvent>, Failure> {
+    let log = transaction.open_table(EVENT_LOG)?;
+    let journal = transaction.open_table(JOURNAL)?;
+    let range = log.range::<(&str, u64)>((
+        Bound::Excluded((persistence_id, after)),
+        Bound::Included((persistence_id, u64::MAX)),
+    ))?;
+    let mut events = Vec::new();
+    for entry in range.take(limit) {
+        let (log_key, value) = entry?;
+        let offset = log_key.value().1;
+        let (entity_id, sequence_nr) = value.value();
+        let key = EntityKey::new(persistence_id, entity_id);
+        let expected = after + events.len() as u64 + 1;
+        if offset != expected {
+            return Err(corrupt(format!(
+                "event log of {persistence_id} in {location}: expected offset {expected}, found \
+                 {offset}"
+            )));
+        }
+        let Some(bytes) = journal.get((persistence_id, entity_id, sequence_nr))? else {
+            return Err(corrupt(format!(
+                "event log of {persistence_id} in {location}: offset {offset} names event \
+                 {sequence_nr} of {key}, which is not in the journal"
+            )));
+        };
+        let payload = Any::decode(bytes.value()).map_err(|error| {
+            corrupt(format!(
+                "event {sequence_nr} of {key} in {location}: {error}"
+            ))
+        })?;
+        events.push(LoggedEvent {
+            offset,
+            key,
             sequence_nr,
             payload,
         });

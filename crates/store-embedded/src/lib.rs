@@ -24,7 +24,7 @@
 //! transactions, which see the last commit and never wait for the writer.
 //!
 //! # On-disk layout
-//! The directory given to [`EmbeddedStore::open`] holds one file, `cloudstate.redb`, with four
+//! The directory given to [`EmbeddedStore::open`] holds one file, `cloudstate.redb`, with these
 //! tables (persistence ids and entity ids are stored as UTF-8 strings; numbers are `u64`):
 //!
 //! | table | key | value |
@@ -33,12 +33,22 @@
 //! | `journal` | `(persistence id, entity id, sequence number)` | the event's `google.protobuf.Any`, protobuf encoded |
 //! | `snapshots` | `(persistence id, entity id)` | the latest snapshot: a protobuf message with field 1 `uint64` sequence number and field 2 the `google.protobuf.Any` |
 //! | `values` | `(persistence id, entity id)` | the value: the same message, field 1 being the version |
+//! | `event_log` | `(persistence id, offset)` | `(entity id, sequence number)` of the event at that offset |
+//! | `event_log_heads` | persistence id | the last offset of its event log |
+//! | `positions` | consumer name | `(offset, generation)`: where that consumer of an event log stands |
 //!
 //! Keys sort by persistence id, then entity id, then sequence number, so an entity's events are
 //! one contiguous range: its last sequence number is the last key of that range, and recovery
 //! reads the range after the snapshot. A snapshot replaces the previous one; events are never
 //! removed. A value delete removes the row. An `Any`'s type URL and bytes are stored as given.
 //!
+//! An append gives its events the next offsets of their persistence id's event log in the
+//! same transaction (the writer thread commits one transaction at a time, so offsets follow
+//! commit order). Consumers' positions are written in transactions of their own; leases are
+//! exclusive within the process, which is the only one that can open the file.
+//!
+//! Opening a file of format version 1 (before event logs) builds the event logs from the
+//! journal (by persistence id, entity id and sequence number) and upgrades it to version 2.
 //! Opening a file with another format version fails. Bytes that do not decode are reported as
 //! [`StoreError::Corrupt`], naming the entity, the record and the file.
 
@@ -51,14 +61,16 @@ use std::{
 };
 
 use async_trait::async_trait;
+use cloudstate_store::event_log::{LocalLeaseGuard, LocalLeases};
 use cloudstate_store::{
-    EntityKey, Event, Recovery, Snapshot, Store, StoreError, Value, ValueWrite,
+    EntityKey, Event, EventLogWatch, LoggedEvent, OffsetLease, Position, Recovery, Snapshot, Store,
+    StoreError, Value, ValueWrite,
 };
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
 pub use layout::FORMAT_VERSION;
-use layout::{Failure, JOURNAL, META, SNAPSHOTS, VALUES};
+use layout::{EVENT_LOG, EVENT_LOG_HEADS, Failure, JOURNAL, META, POSITIONS, SNAPSHOTS, VALUES};
 use writer::{MAX_BATCH, Op, Request, WriterThread};
 
 /// The name of the database file inside the store's directory.
@@ -120,6 +132,8 @@ pub(crate) struct Shared {
     db: Database,
     /// The database file's path, for messages.
     location: String,
+    /// Wakes readers of event logs after commits.
+    watch: EventLogWatch,
 }
 
 /// A [`Store`] in a redb database file: durable (each write resolves after an fsynced commit),
@@ -134,6 +148,7 @@ pub struct EmbeddedStore {
     requests: mpsc::Sender<Request>,
     _writer: WriterThread,
     shared: Arc<Shared>,
+    leases: LocalLeases,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -175,6 +190,7 @@ impl EmbeddedStore {
         let shared = Arc::new(Shared {
             db,
             location: path.display().to_string(),
+            watch: EventLogWatch::default(),
         });
         // Room for a few full batches: enough that a busy writer always has its next batch
         // waiting, and a bound on the memory queued writes take (senders wait when it is full).
@@ -185,6 +201,7 @@ impl EmbeddedStore {
             requests,
             _writer: writer,
             shared,
+            leases: LocalLeases::default(),
         })
     }
 
@@ -254,15 +271,41 @@ fn prepare(db: &Database) -> Result<Result<(), u64>, redb::Error> {
                 meta.insert(layout::FORMAT_VERSION_KEY, FORMAT_VERSION)?;
             }
             Some(FORMAT_VERSION) => {}
+            Some(1) => {
+                build_event_logs(&transaction)?;
+                meta.insert(layout::FORMAT_VERSION_KEY, FORMAT_VERSION)?;
+            }
             Some(other) => return Ok(Err(other)),
         }
         // Created here so that read transactions can always open them.
         transaction.open_table(JOURNAL)?;
         transaction.open_table(SNAPSHOTS)?;
         transaction.open_table(VALUES)?;
+        transaction.open_table(EVENT_LOG)?;
+        transaction.open_table(EVENT_LOG_HEADS)?;
+        transaction.open_table(POSITIONS)?;
     }
     transaction.commit()?;
     Ok(Ok(()))
+}
+
+/// Upgrades a format 1 file: every event of the journal gets an offset in its persistence id's
+/// event log, in key order (persistence id, entity id, sequence number).
+fn build_event_logs(transaction: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    let journal = transaction.open_table(JOURNAL)?;
+    let mut event_log = transaction.open_table(EVENT_LOG)?;
+    let mut heads = transaction.open_table(EVENT_LOG_HEADS)?;
+    for entry in journal.iter()? {
+        let (key, _) = entry?;
+        let (persistence_id, entity_id, sequence_nr) = key.value();
+        writer::log_events(
+            &mut event_log,
+            &mut heads,
+            &EntityKey::new(persistence_id, entity_id),
+            std::iter::once(sequence_nr),
+        )?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -335,6 +378,89 @@ impl Store for EmbeddedStore {
                     "{location}: format version {found:?}, expected {FORMAT_VERSION}"
                 )))),
             }
+        })
+        .await
+    }
+
+    async fn read_event_log(
+        &self,
+        persistence_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        let persistence_id = persistence_id.to_owned();
+        self.read(move |transaction, location| {
+            layout::event_log_after(transaction, &persistence_id, after, limit, location)
+        })
+        .await
+    }
+
+    fn watch_event_log(&self, persistence_id: &str) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.watch.subscribe(persistence_id)
+    }
+
+    async fn lease_offset(
+        &self,
+        consumer: &str,
+    ) -> Result<Option<Box<dyn OffsetLease>>, StoreError> {
+        Ok(self.leases.try_take(consumer).map(|guard| {
+            Box::new(EmbeddedLease {
+                guard,
+                shared: self.shared.clone(),
+            }) as Box<dyn OffsetLease>
+        }))
+    }
+}
+
+/// A consumer's lease on an [`EmbeddedStore`]: exclusive within the process, which is the only
+/// one that can have the file open.
+struct EmbeddedLease {
+    guard: LocalLeaseGuard,
+    shared: Arc<Shared>,
+}
+
+impl EmbeddedLease {
+    /// Runs `work` on the blocking pool with the database.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Shared, &str) -> Result<T, redb::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (shared, consumer) = (self.shared.clone(), self.guard.consumer().to_owned());
+        let location = shared.location.clone();
+        tokio::task::spawn_blocking(move || work(&shared, &consumer))
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("{location}: {error}")))?
+            .map_err(|error| {
+                StoreError::Unavailable(format!("a consumer position in {location}: {error}"))
+            })
+    }
+}
+
+#[async_trait]
+impl OffsetLease for EmbeddedLease {
+    async fn position(&mut self) -> Result<Position, StoreError> {
+        self.blocking(|shared, consumer| {
+            let transaction = shared.db.begin_read()?;
+            let positions = transaction.open_table(POSITIONS)?;
+            Ok(positions
+                .get(consumer)?
+                .map(|stored| {
+                    let (offset, generation) = stored.value();
+                    Position { offset, generation }
+                })
+                .unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn save(&mut self, position: Position) -> Result<(), StoreError> {
+        self.blocking(move |shared, consumer| {
+            let transaction = shared.db.begin_write()?;
+            transaction
+                .open_table(POSITIONS)?
+                .insert(consumer, (position.offset, position.generation))?;
+            transaction.commit()?;
+            Ok(())
         })
         .await
     }

@@ -1,15 +1,18 @@
 //! The writer thread: the only place that writes to the database, one group commit at a time.
 
-use std::{sync::Arc, thread::JoinHandle};
+use std::{collections::HashMap, sync::Arc, thread::JoinHandle};
 
 use cloudstate_store::{EntityKey, Event, Snapshot, StoreError, ValueWrite, check_append};
 use prost::Message;
-use redb::{Durability, Table, WriteTransaction};
+use redb::{Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     Shared,
-    layout::{self, EntityColumns, Failure, JOURNAL, JournalKey, SNAPSHOTS, VALUES},
+    layout::{
+        self, EVENT_LOG, EVENT_LOG_HEADS, EntityColumns, Failure, JOURNAL, JournalKey, SNAPSHOTS,
+        VALUES,
+    },
 };
 
 /// The most requests one transaction takes: bounds the latency a request queued behind a big
@@ -83,7 +86,10 @@ fn run(shared: &Shared, mut requests: mpsc::Receiver<Request>) {
 /// Applies `batch` in one transaction, commits it, and answers (and removes) every request.
 pub(crate) fn commit(shared: &Shared, batch: &mut Vec<Request>) {
     match apply(shared, batch) {
-        Ok(outcomes) => {
+        Ok((outcomes, heads)) => {
+            for (persistence_id, head) in heads {
+                shared.watch.advance(persistence_id, head);
+            }
             for (request, outcome) in batch.drain(..).zip(outcomes) {
                 // The caller may have stopped waiting; its write stands all the same.
                 let _ = request.reply.send(outcome);
@@ -123,9 +129,15 @@ struct Tables<'txn> {
     journal: Table<'txn, JournalKey, &'static [u8]>,
     snapshots: Table<'txn, EntityColumns, &'static [u8]>,
     values: Table<'txn, EntityColumns, &'static [u8]>,
+    event_log: Table<'txn, (&'static str, u64), (&'static str, u64)>,
+    event_log_heads: Table<'txn, &'static str, u64>,
 }
 
-fn apply(shared: &Shared, batch: &[Request]) -> Result<Vec<Result<u64, StoreError>>, BatchFailure> {
+/// The outcome of every request of a batch, and the new last offset of each event log it
+/// appended to.
+type Applied<'b> = (Vec<Result<u64, StoreError>>, HashMap<&'b str, u64>);
+
+fn apply<'b>(shared: &Shared, batch: &'b [Request]) -> Result<Applied<'b>, BatchFailure> {
     let mut transaction = shared
         .db
         .begin_write()
@@ -142,31 +154,63 @@ fn apply(shared: &Shared, batch: &[Request]) -> Result<Vec<Result<u64, StoreErro
     Ok(outcomes)
 }
 
+/// Gives `events` of `key` the next offsets of its persistence id's log; returns the new last
+/// offset.
+pub(crate) fn log_events(
+    event_log: &mut Table<'_, (&'static str, u64), (&'static str, u64)>,
+    heads: &mut Table<'_, &'static str, u64>,
+    key: &EntityKey,
+    sequence_nrs: impl Iterator<Item = u64>,
+) -> Result<u64, redb::Error> {
+    let persistence_id: &str = &key.persistence_id;
+    let mut head = heads.get(persistence_id)?.map_or(0, |head| head.value());
+    for sequence_nr in sequence_nrs {
+        head += 1;
+        event_log.insert((persistence_id, head), (&*key.entity_id, sequence_nr))?;
+    }
+    heads.insert(persistence_id, head)?;
+    Ok(head)
+}
+
 /// Writes every request that passes its checks; fails only if the database does.
-fn write_all(
+fn write_all<'b>(
     transaction: &WriteTransaction,
-    batch: &[Request],
+    batch: &'b [Request],
     location: &str,
-) -> Result<Vec<Result<u64, StoreError>>, redb::Error> {
+) -> Result<Applied<'b>, redb::Error> {
     let mut tables = Tables {
         journal: transaction.open_table(JOURNAL)?,
         snapshots: transaction.open_table(SNAPSHOTS)?,
         values: transaction.open_table(VALUES)?,
+        event_log: transaction.open_table(EVENT_LOG)?,
+        event_log_heads: transaction.open_table(EVENT_LOG_HEADS)?,
     };
-    batch
+    let mut heads = HashMap::new();
+    let outcomes = batch
         .iter()
         // Requests are checked against the tables as this transaction has changed them, so two
         // requests for one entity in a batch behave like two calls one after the other.
         .map(|request| match apply_one(&mut tables, request, location) {
-            Ok(number) => Ok(Ok(number)),
+            Ok((number, head)) => {
+                if let Some(head) = head {
+                    heads.insert(&*request.key.persistence_id, head);
+                }
+                Ok(Ok(number))
+            }
             Err(Failure::Refused(error)) => Ok(Err(error)),
             Err(Failure::Storage(error)) => Err(error),
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((outcomes, heads))
 }
 
-/// Checks one request and, if it passes, writes it. A refusal writes nothing.
-fn apply_one(tables: &mut Tables<'_>, request: &Request, location: &str) -> Result<u64, Failure> {
+/// Checks one request and, if it passes, writes it: its new number, and for an append of
+/// events the new last offset of its event log. A refusal writes nothing.
+fn apply_one(
+    tables: &mut Tables<'_>,
+    request: &Request,
+    location: &str,
+) -> Result<(u64, Option<u64>), Failure> {
     let key = &request.key;
     let columns = layout::entity(key);
     match &request.op {
@@ -183,7 +227,17 @@ fn apply_one(tables: &mut Tables<'_>, request: &Request, location: &str) -> Resu
                 let record = layout::encode_numbered(snapshot.sequence_nr, &snapshot.payload);
                 tables.snapshots.insert(columns, record.as_slice())?;
             }
-            Ok(events.last().map_or(last, |event| event.sequence_nr))
+            let head = if events.is_empty() {
+                None
+            } else {
+                Some(log_events(
+                    &mut tables.event_log,
+                    &mut tables.event_log_heads,
+                    key,
+                    events.iter().map(|event| event.sequence_nr),
+                )?)
+            };
+            Ok((events.last().map_or(last, |event| event.sequence_nr), head))
         }
         Op::WriteValue {
             expected_version,
@@ -207,11 +261,11 @@ fn apply_one(tables: &mut Tables<'_>, request: &Request, location: &str) -> Resu
                     })?;
                     let record = layout::encode_numbered(version, payload);
                     tables.values.insert(columns, record.as_slice())?;
-                    Ok(version)
+                    Ok((version, None))
                 }
                 ValueWrite::Delete => {
                     tables.values.remove(columns)?;
-                    Ok(0)
+                    Ok((0, None))
                 }
             }
         }

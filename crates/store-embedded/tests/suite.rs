@@ -326,3 +326,80 @@ fn a_file_of_another_format_version_is_refused() {
     );
     assert!(error.to_string().contains("format version 99"), "{error}");
 }
+
+/// A file of format version 1 (before event logs) gets event logs built from its journal when
+/// opened, and new appends continue them.
+#[tokio::test]
+async fn a_format_1_file_is_upgraded_with_event_logs() {
+    let (store, dir) = fresh();
+    let (a, b) = (EntityKey::new("p", "a"), EntityKey::new("p", "b"));
+    store.append(&b, vec![event(1)], None).await.unwrap();
+    store
+        .append(&a, vec![event(1), event(2)], None)
+        .await
+        .unwrap();
+    drop(store);
+    // What version 1 had: no event log tables.
+    tamper(&dir, |transaction| {
+        let log: redb::TableDefinition<(&str, u64), (&str, u64)> =
+            redb::TableDefinition::new("event_log");
+        let heads: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("event_log_heads");
+        let positions: redb::TableDefinition<&str, (u64, u64)> =
+            redb::TableDefinition::new("positions");
+        assert!(transaction.delete_table(log).unwrap());
+        assert!(transaction.delete_table(heads).unwrap());
+        assert!(transaction.delete_table(positions).unwrap());
+        let mut meta = transaction.open_table(META).unwrap();
+        meta.insert("format_version", 1).unwrap();
+    });
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    store.append(&b, vec![event(2)], None).await.unwrap();
+    let log: Vec<_> = store
+        .read_event_log("p", 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| {
+            (
+                event.offset,
+                event.key.entity_id.to_string(),
+                event.sequence_nr,
+            )
+        })
+        .collect();
+    let entry = |offset, entity: &str, sequence_nr| (offset, entity.to_owned(), sequence_nr);
+    assert_eq!(
+        log,
+        vec![
+            entry(1, "a", 1),
+            entry(2, "a", 2),
+            entry(3, "b", 1),
+            entry(4, "b", 2)
+        ]
+    );
+    drop(store);
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(store.read_event_log("p", 0, 10).await.unwrap().len(), 4);
+}
+
+/// A consumer's position survives closing and reopening the store.
+#[tokio::test]
+async fn positions_survive_reopen() {
+    let (store, dir) = fresh();
+    let saved = cloudstate_store::Position {
+        offset: 7,
+        generation: 2,
+    };
+    store
+        .lease_offset("consumer")
+        .await
+        .unwrap()
+        .unwrap()
+        .save(saved)
+        .await
+        .unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let mut lease = store.lease_offset("consumer").await.unwrap().unwrap();
+    assert_eq!(lease.position().await.unwrap(), saved);
+}

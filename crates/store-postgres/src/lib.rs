@@ -12,6 +12,15 @@
 //! | `journal` | `(persistence_id, entity_id, sequence_nr)` | `type_url`, `payload`, `written_at` |
 //! | `snapshots` | `(persistence_id, entity_id)` | `sequence_nr`, `type_url`, `payload`, `written_at` |
 //! | `value_entities` | `(persistence_id, entity_id)` | `version`, `type_url`, `payload`, `written_at` |
+//! | `event_log_heads` | `persistence_id` | `last_offset`: the last offset of its event log |
+//! | `event_log_positions` | `consumer` | `log_offset`, `generation`, `written_at`: where a consumer of an event log stands |
+//!
+//! The journal also has `log_offset`, the event's offset in its persistence id's event log
+//! (unique per persistence id). An append takes its offsets from `event_log_heads` in its
+//! write statement; the head row stays locked until the commit, so appends to one event log
+//! commit in offset order (see `writer.rs`), and reading `log_offset > n` in order never skips
+//! an event that commits later. The price: two writers appending to one persistence id commit
+//! one after the other.
 //!
 //! Sequence numbers and versions are `bigint` (both start at 1; a number beyond `i64::MAX` is
 //! refused as [`StoreError::InvalidWrite`]). Ids, type URLs and payloads are `bytea`, stored
@@ -62,6 +71,14 @@
 //! committing statement runs is reported as unavailable with its outcome unknown ("may or may
 //! not be stored"); any other failure of a write says that nothing was stored.
 //!
+//! # Event log consumers
+//! A consumer's lease ([`Store::lease_offset`]) is a session-level advisory lock
+//! (`pg_try_advisory_lock(0x6373, hashtext(consumer))`) on a connection of its own, which also
+//! reads and writes the consumer's position: only one connection in the whole cluster of proxies
+//! holds it, and if that connection breaks the lock is gone and the lease's next save fails,
+//! so a proxy that lost its lease cannot move the position another one now owns. Two consumer
+//! names whose hashes collide exclude each other (they take turns; nothing is lost).
+//!
 //! # Why sqlx, and its connections rather than its pool
 //! sqlx 0.9 with runtime queries (`sqlx::query(..).bind(..)`): its prepared-statement cache
 //! and array binding carry a whole batch in two round trips, the second depends on the answer
@@ -84,9 +101,10 @@ use std::{
 
 use async_trait::async_trait;
 use cloudstate_store::{
-    Any, EntityKey, Event, Recovery, Snapshot, Store, StoreError, Value, ValueWrite,
+    Any, EntityKey, Event, EventLogWatch, LoggedEvent, OffsetLease, Position, Recovery, Snapshot,
+    Store, StoreError, Value, ValueWrite,
 };
-use sqlx::{Row, postgres::PgConnectOptions};
+use sqlx::{PgConnection, Row, postgres::PgConnectOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use connection::{Connector, Pool};
@@ -174,6 +192,7 @@ pub struct PostgresStore {
     reads: Pool,
     connector: Arc<Connector>,
     acquire_timeout: Duration,
+    watch: Arc<EventLogWatch>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -235,12 +254,13 @@ impl PostgresStore {
         }
         let reads = Pool::new(connector.clone(), readers, options.acquire_timeout);
         reads.give(connection);
+        let watch = Arc::new(EventLogWatch::default());
         let writers = (0..writers)
             .map(|_| {
                 // Room for a few full batches: a busy writer always has its next batch waiting,
                 // and queued writes take bounded memory (senders wait when it is full).
                 let (sender, queue) = mpsc::channel(4 * MAX_BATCH);
-                writer::spawn(connector.clone(), queue);
+                writer::spawn(connector.clone(), watch.clone(), queue);
                 sender
             })
             .collect();
@@ -249,6 +269,7 @@ impl PostgresStore {
             reads,
             connector,
             acquire_timeout: options.acquire_timeout,
+            watch,
         })
     }
 
@@ -312,6 +333,13 @@ SELECT false, j.sequence_nr, j.type_url, j.payload FROM journal j
 WHERE j.persistence_id = $1 AND j.entity_id = $2
   AND j.sequence_nr > coalesce((SELECT sequence_nr FROM s), 0)
 ORDER BY 1 DESC, 2";
+
+/// A page of an event log, with the events' payloads.
+const READ_EVENT_LOG: &str = "
+SELECT log_offset, entity_id, sequence_nr, type_url, payload FROM journal
+WHERE persistence_id = $1 AND log_offset > $2
+ORDER BY log_offset
+LIMIT $3";
 
 const LOAD_VALUE: &str = "
 SELECT version, type_url, payload FROM value_entities
@@ -456,5 +484,193 @@ impl Store for PostgresStore {
             .map_err(|error| self.reads.failure("ping", error))?;
         lease.release();
         Ok(())
+    }
+
+    async fn read_event_log(
+        &self,
+        persistence_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut lease = self.reads.acquire().await?;
+        let query = sqlx::query(READ_EVENT_LOG)
+            .bind(persistence_id.as_bytes())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(lease.connection());
+        let rows = self
+            .connector
+            .bounded(query)
+            .await
+            .map_err(|error| self.reads.failure("reading an event log", error))?;
+        lease.release();
+        let address = self.address();
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let corrupt = |detail: String| {
+                StoreError::Corrupt(format!(
+                    "event log of {persistence_id} in {address}: {detail}"
+                ))
+            };
+            let offset: i64 = row.try_get(0).map_err(|e| corrupt(e.to_string()))?;
+            let entity_id: Vec<u8> = row.try_get(1).map_err(|e| corrupt(e.to_string()))?;
+            let entity_id = String::from_utf8(entity_id)
+                .map_err(|e| corrupt(format!("entity id is not UTF-8: {e}")))?;
+            let expected = after as u64 + events.len() as u64 + 1;
+            if offset as u64 != expected {
+                return Err(corrupt(format!(
+                    "expected offset {expected}, found {offset}"
+                )));
+            }
+            let what = || format!("event at offset {offset} of {persistence_id} in {address}");
+            let (sequence_nr, payload) = decode(row, 2, &what)?;
+            events.push(LoggedEvent {
+                offset: expected,
+                key: EntityKey::new(persistence_id, entity_id),
+                sequence_nr,
+                payload,
+            });
+        }
+        Ok(events)
+    }
+
+    fn watch_event_log(&self, persistence_id: &str) -> tokio::sync::watch::Receiver<u64> {
+        self.watch.subscribe(persistence_id)
+    }
+
+    async fn lease_offset(
+        &self,
+        consumer: &str,
+    ) -> Result<Option<Box<dyn OffsetLease>>, StoreError> {
+        let address = self.address().to_owned();
+        let unavailable = |error: sqlx::Error| {
+            connection::unavailable(&address, "taking a consumer's lease", &error)
+        };
+        let mut connection = self.connector.connect().await.map_err(unavailable)?;
+        let query = sqlx::query("SELECT pg_try_advisory_lock($1, hashtext($2))")
+            .bind(LEASE_LOCK_CLASS)
+            .bind(consumer)
+            .fetch_one(&mut connection);
+        let taken: bool = self
+            .connector
+            .bounded(query)
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(unavailable)?;
+        if !taken {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(PostgresLease {
+            connection: Some(connection),
+            connector: self.connector.clone(),
+            consumer: consumer.as_bytes().to_vec(),
+        })))
+    }
+}
+
+/// A statement running on a borrowed connection.
+type StatementFuture<'c, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, sqlx::Error>> + Send + 'c>>;
+
+/// The first key of the advisory locks of consumers' leases: "cs".
+const LEASE_LOCK_CLASS: i32 = 0x6373;
+
+/// A consumer's lease: a connection holding the consumer's advisory lock; `None` once that
+/// connection failed (the lock may be someone else's now).
+struct PostgresLease {
+    connection: Option<PgConnection>,
+    connector: Arc<Connector>,
+    consumer: Vec<u8>,
+}
+
+impl PostgresLease {
+    /// Runs one statement on the lease's connection; a failure loses the lease.
+    async fn run<T>(
+        &mut self,
+        what: &str,
+        statement: impl for<'c> FnOnce(&'c mut PgConnection, &'c [u8]) -> StatementFuture<'c, T>,
+    ) -> Result<T, StoreError> {
+        let address = self.connector.address.clone();
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(StoreError::Unavailable(format!(
+                "PostgreSQL at {address}: the consumer's lease was lost; take it again"
+            )));
+        };
+        match self
+            .connector
+            .bounded(statement(connection, &self.consumer))
+            .await
+        {
+            Ok(value) => Ok(value),
+            Err(error) => {
+                self.connection = None;
+                Err(StoreError::Unavailable(format!(
+                    "{}; the consumer's lease is lost",
+                    connection::unavailable(&address, what, &error)
+                )))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl OffsetLease for PostgresLease {
+    async fn position(&mut self) -> Result<Position, StoreError> {
+        let row = self
+            .run("reading a consumer's position", |connection, consumer| {
+                Box::pin(
+                    sqlx::query(
+                        "SELECT log_offset, generation FROM event_log_positions \
+                         WHERE consumer = $1",
+                    )
+                    .bind(consumer)
+                    .fetch_optional(connection),
+                )
+            })
+            .await?;
+        let Some(row) = row else {
+            return Ok(Position::default());
+        };
+        let number = |index: usize| -> Result<u64, StoreError> {
+            let value: i64 = row
+                .try_get(index)
+                .map_err(|error| StoreError::Corrupt(format!("a consumer's position: {error}")))?;
+            u64::try_from(value)
+                .map_err(|_| StoreError::Corrupt(format!("a consumer's position: {value}")))
+        };
+        Ok(Position {
+            offset: number(0)?,
+            generation: number(1)?,
+        })
+    }
+
+    async fn save(&mut self, position: Position) -> Result<(), StoreError> {
+        let bigint = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let (offset, generation) = (bigint(position.offset), bigint(position.generation));
+        self.run(
+            "saving a consumer's position",
+            move |connection, consumer| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO event_log_positions (consumer, log_offset, generation) \
+                     VALUES ($1, $2, $3) ON CONFLICT (consumer) DO UPDATE \
+                     SET log_offset = excluded.log_offset, generation = excluded.generation, \
+                         written_at = now()",
+                    )
+                    .bind(consumer)
+                    .bind(offset)
+                    .bind(generation)
+                    .execute(connection)
+                    .await
+                    .map(|_| ())
+                })
+            },
+        )
+        .await
     }
 }

@@ -10,10 +10,11 @@ struct Migration {
 }
 
 /// Every migration, oldest first. Append new ones; never change one that has shipped.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "journal, snapshots and value entities",
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "journal, snapshots and value entities",
+        sql: "
 CREATE TABLE journal (
     persistence_id bytea NOT NULL,
     entity_id bytea NOT NULL,
@@ -42,10 +43,41 @@ CREATE TABLE value_entities (
     PRIMARY KEY (persistence_id, entity_id)
 );
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        description: "event logs: an offset per event in its persistence id's log, consumers' positions",
+        sql: "
+CREATE TABLE event_log_heads (
+    persistence_id bytea PRIMARY KEY,
+    last_offset bigint NOT NULL CHECK (last_offset > 0)
+);
+ALTER TABLE journal ADD COLUMN log_offset bigint;
+UPDATE journal j SET log_offset = o.n
+FROM (
+    SELECT persistence_id, entity_id, sequence_nr,
+           row_number() OVER (PARTITION BY persistence_id
+                              ORDER BY written_at, entity_id, sequence_nr) AS n
+    FROM journal
+) o
+WHERE j.persistence_id = o.persistence_id AND j.entity_id = o.entity_id
+  AND j.sequence_nr = o.sequence_nr;
+INSERT INTO event_log_heads (persistence_id, last_offset)
+SELECT persistence_id, max(log_offset) FROM journal GROUP BY persistence_id;
+ALTER TABLE journal ALTER COLUMN log_offset SET NOT NULL;
+CREATE UNIQUE INDEX journal_event_log ON journal (persistence_id, log_offset);
+CREATE TABLE event_log_positions (
+    consumer bytea PRIMARY KEY,
+    log_offset bigint NOT NULL CHECK (log_offset >= 0),
+    generation bigint NOT NULL CHECK (generation >= 0),
+    written_at timestamptz NOT NULL DEFAULT now()
+);
+",
+    },
+];
 
 /// The schema version this build creates and expects.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Why the migrations could not run.
 pub(crate) enum MigrationError {

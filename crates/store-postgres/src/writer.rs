@@ -25,7 +25,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use cloudstate_store::{Any, EntityKey, Event, Snapshot, StoreError, ValueWrite, check_append};
+use cloudstate_store::{
+    Any, EntityKey, Event, EventLogWatch, Snapshot, StoreError, ValueWrite, check_append,
+};
 use sqlx::{PgConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
@@ -106,9 +108,14 @@ impl Request {
 
 /// Starts a writer task taking requests from `queue`. It runs until every sender is gone and
 /// the queued requests are answered, then closes its connection.
-pub(crate) fn spawn(connector: Arc<Connector>, queue: mpsc::Receiver<Request>) {
+pub(crate) fn spawn(
+    connector: Arc<Connector>,
+    watch: Arc<EventLogWatch>,
+    queue: mpsc::Receiver<Request>,
+) {
     let writer = Writer {
         connector,
+        watch,
         connection: None,
     };
     tokio::spawn(writer.run(queue));
@@ -169,6 +176,8 @@ impl Failure {
 
 struct Writer {
     connector: Arc<Connector>,
+    /// Told the new last offsets of event logs after each commit.
+    watch: Arc<EventLogWatch>,
     /// Kept between batches; dropped after it fails.
     connection: Option<PgConnection>,
 }
@@ -276,7 +285,12 @@ impl Writer {
         }
         let expected = changes.value_rows();
         let written = match write(&connector, connection, changes).await {
-            Ok(written) => written,
+            Ok(Written { values, heads }) => {
+                for (persistence_id, head) in heads {
+                    self.watch.advance(&persistence_id, head);
+                }
+                values
+            }
             Err(failure) => {
                 if matches!(failure, Failure::WriteUnknown(_)) {
                     self.connection = None;
@@ -489,11 +503,31 @@ fn check<'b>(
 }
 
 /// Writes a batch's changes in one statement (a transaction of its own); returns the keys of
-/// the value rows it inserted, updated or deleted.
+/// the value rows it inserted, updated or deleted (third column null), and the new last offset
+/// of every event log it appended to (entity id null).
+///
+/// The events get the next offsets of their persistence id's log from `event_log_heads`, in
+/// the order they are bound (each entity's in sequence order). Updating the head locks its row
+/// until the commit, so another writer appending to the same log waits and takes the offsets
+/// after these: offsets follow commit order, and a reader never sees a later offset before an
+/// earlier one.
 const WRITE: &str = "
-WITH new_events AS (
-    INSERT INTO journal (persistence_id, entity_id, sequence_nr, type_url, payload)
-    SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[], $5::bytea[])
+WITH ev AS (
+    SELECT u.p, u.e, u.s, u.t, u.pl,
+           row_number() OVER (PARTITION BY u.p ORDER BY u.i) AS n,
+           count(*) OVER (PARTITION BY u.p) AS c
+    FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[], $5::bytea[])
+         WITH ORDINALITY AS u(p, e, s, t, pl, i)
+), heads AS (
+    INSERT INTO event_log_heads (persistence_id, last_offset)
+    SELECT p, count(*) FROM ev GROUP BY p ORDER BY p
+    ON CONFLICT (persistence_id) DO UPDATE
+    SET last_offset = event_log_heads.last_offset + excluded.last_offset
+    RETURNING persistence_id, last_offset
+), new_events AS (
+    INSERT INTO journal (persistence_id, entity_id, sequence_nr, type_url, payload, log_offset)
+    SELECT ev.p, ev.e, ev.s, ev.t, ev.pl, h.last_offset - ev.c + ev.n
+    FROM ev JOIN heads h ON h.persistence_id = ev.p
 ), new_snapshots AS (
     INSERT INTO snapshots (persistence_id, entity_id, sequence_nr, type_url, payload)
     SELECT * FROM unnest($6::bytea[], $7::bytea[], $8::bigint[], $9::bytea[], $10::bytea[])
@@ -518,7 +552,10 @@ WITH new_events AS (
     WHERE v.persistence_id = d.p AND v.entity_id = d.e AND v.version = d.stored
     RETURNING v.persistence_id, v.entity_id
 )
-SELECT * FROM created UNION ALL SELECT * FROM updated UNION ALL SELECT * FROM deleted";
+SELECT persistence_id, entity_id, NULL::bigint FROM created
+UNION ALL SELECT persistence_id, entity_id, NULL FROM updated
+UNION ALL SELECT persistence_id, entity_id, NULL FROM deleted
+UNION ALL SELECT persistence_id, NULL, last_offset FROM heads";
 
 /// Rows of one table as parallel columns, the way `unnest` takes them.
 #[derive(Default)]
@@ -544,12 +581,19 @@ impl<'b> Columns<'b> {
     }
 }
 
-/// Runs [`WRITE`]; the keys of the value rows it wrote.
+/// What one [`WRITE`] wrote: the keys of the value rows, and the new last offset of each event
+/// log appended to.
+struct Written {
+    values: HashSet<EntityKey>,
+    heads: Vec<(String, u64)>,
+}
+
+/// Runs [`WRITE`].
 async fn write(
     connector: &Connector,
     connection: &mut PgConnection,
     changes: Changes<'_>,
-) -> Result<HashSet<EntityKey>, Failure> {
+) -> Result<Written, Failure> {
     let Changes {
         mut events,
         snapshots,
@@ -626,20 +670,32 @@ async fn write(
         Err(error) if is_connection_error(&error) => return Err(Failure::WriteUnknown(error)),
         Err(error) => return Err(Failure::WriteRefused(error)),
     };
-    let mut written = HashSet::with_capacity(rows.len());
+    let mut written = Written {
+        values: HashSet::with_capacity(rows.len()),
+        heads: Vec::new(),
+    };
     for row in rows {
-        let key = (|| -> Result<_, sqlx::Error> {
+        let read = (|| -> Result<_, sqlx::Error> {
             let persistence_id: &[u8] = row.try_get(0)?;
-            let entity_id: &[u8] = row.try_get(1)?;
-            Ok(keys.get(&(persistence_id, entity_id)).copied())
-        })();
-        match key {
-            Ok(Some(key)) => {
-                written.insert(key.clone());
+            let entity_id: Option<&[u8]> = row.try_get(1)?;
+            let head: Option<i64> = row.try_get(2)?;
+            match (entity_id, head) {
+                (Some(entity_id), _) => {
+                    if let Some(key) = keys.get(&(persistence_id, entity_id)) {
+                        written.values.insert((*key).clone());
+                    }
+                }
+                (None, Some(head)) => written.heads.push((
+                    String::from_utf8_lossy(persistence_id).into_owned(),
+                    u64::try_from(head).unwrap_or(0),
+                )),
+                (None, None) => {}
             }
-            Ok(None) => {}
-            // Committed, but which values were is not known.
-            Err(error) => return Err(Failure::WriteUnknown(error)),
+            Ok(())
+        })();
+        // Committed, but what was is not known.
+        if let Err(error) = read {
+            return Err(Failure::WriteUnknown(error));
         }
     }
     Ok(written)

@@ -11,7 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cloudstate_store::{Any, EntityKey, Event, Snapshot, Store, StoreError, Value, ValueWrite};
+use cloudstate_store::{
+    Any, EntityKey, Event, Position, Snapshot, Store, StoreError, Value, ValueWrite,
+};
 use cloudstate_store_postgres::{Error, PostgresOptions, PostgresStore, SCHEMA_VERSION};
 use cloudstate_testutil::postgres::PostgresServer;
 use sqlx::{Connection, PgConnection, Row};
@@ -48,17 +50,23 @@ fn snapshot(sequence_nr: u64, label: &str) -> Snapshot {
     }
 }
 
-/// Inserts an event the way another proxy would, on `connection`.
+/// Inserts an event the way another proxy would, on `connection`, except for its event log
+/// offset: a negative one of its own rather than the next from the log's head, so that held
+/// (uncommitted) inserts of several entities model races at the journal's primary key without
+/// also queueing behind each other on the head's row lock.
 async fn insert_event(connection: &mut PgConnection, key: &EntityKey, sequence_nr: i64) {
+    static OFFSETS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(-1);
+    let offset = OFFSETS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     sqlx::query(
-        "INSERT INTO journal (persistence_id, entity_id, sequence_nr, type_url, payload)
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO journal (persistence_id, entity_id, sequence_nr, type_url, payload, log_offset)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(key.persistence_id.as_bytes())
     .bind(key.entity_id.as_bytes())
     .bind(sequence_nr)
     .bind(b"type.googleapis.com/test.T".as_slice())
     .bind(format!("other#{sequence_nr}").into_bytes())
+    .bind(offset)
     .execute(connection)
     .await
     .unwrap();
@@ -782,4 +790,116 @@ async fn stuck_writes_fail_within_the_statement_timeout() {
     }
     let recovery = store.load_journal(&key).await.unwrap();
     assert_eq!(recovery.events, vec![event(1, "other"), event(2, "ours")]);
+}
+
+/// Two proxies on one database: only one holds a consumer's lease; when its connection dies
+/// the holder's next save fails (it cannot move a position it may no longer own) and the
+/// other proxy can take the lease, with the saved position; two appenders on different
+/// stores share one gapless event log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_one_proxys_at_a_time_and_lost_with_its_connection() {
+    let url = database();
+    let (first, second) = (store(&url).await, store(&url).await);
+    let mut lease = first.lease_offset("log/group").await.unwrap().unwrap();
+    assert!(second.lease_offset("log/group").await.unwrap().is_none());
+    let saved = Position {
+        offset: 5,
+        generation: 1,
+    };
+    lease.save(saved).await.unwrap();
+
+    let mut admin = PgConnection::connect(&url).await.unwrap();
+    let terminated: i64 = sqlx::query(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+         WHERE locktype = 'advisory' AND classid = 25459 AND granted
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(terminated, 1);
+    let error = lease.save(Position::default()).await.unwrap_err();
+    assert!(error.to_string().contains("lease is lost"), "{error}");
+    assert!(lease.position().await.is_err());
+
+    let mut taken = loop {
+        if let Some(lease) = second.lease_offset("log/group").await.unwrap() {
+            break lease;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(taken.position().await.unwrap(), saved);
+
+    for (store, entity) in [(&first, "a"), (&second, "b")] {
+        store
+            .append(
+                &EntityKey::new("shared-log", entity),
+                vec![event(1, entity), event(2, entity)],
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let log = first.read_event_log("shared-log", 0, 10).await.unwrap();
+    let offsets: Vec<_> = log.iter().map(|event| event.offset).collect();
+    assert_eq!(offsets, vec![1, 2, 3, 4]);
+}
+
+/// A database of schema version 1 (journals without event logs) gets its event logs from the
+/// journal when the store upgrades it: each entity's events in order, offsets from 1 per
+/// persistence id, and new appends continue them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upgrade_to_event_logs_numbers_the_existing_journal() {
+    let url = database();
+    let mut connection = PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE cloudstate_schema_version (version integer PRIMARY KEY,
+             description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO cloudstate_schema_version VALUES (1, 'journal, snapshots and value entities');
+         CREATE TABLE journal (persistence_id bytea NOT NULL, entity_id bytea NOT NULL,
+             sequence_nr bigint NOT NULL CHECK (sequence_nr > 0), type_url bytea NOT NULL,
+             payload bytea NOT NULL, written_at timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (persistence_id, entity_id, sequence_nr));
+         CREATE TABLE snapshots (persistence_id bytea NOT NULL, entity_id bytea NOT NULL,
+             sequence_nr bigint NOT NULL CHECK (sequence_nr > 0), type_url bytea NOT NULL,
+             payload bytea NOT NULL, written_at timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (persistence_id, entity_id));
+         CREATE TABLE value_entities (persistence_id bytea NOT NULL, entity_id bytea NOT NULL,
+             version bigint NOT NULL CHECK (version > 0), type_url bytea NOT NULL,
+             payload bytea NOT NULL, written_at timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (persistence_id, entity_id));
+         INSERT INTO journal (persistence_id, entity_id, sequence_nr, type_url, payload, written_at)
+         VALUES ('p', 'b', 1, 't', 'b1', '2024-01-01'), ('p', 'a', 1, 't', 'a1', '2024-01-02'),
+                ('p', 'a', 2, 't', 'a2', '2024-01-02'), ('p', 'b', 2, 't', 'b2', '2024-01-03'),
+                ('q', 'a', 1, 't', 'q1', '2024-01-01');",
+    )
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    let store = store(&url).await;
+    store
+        .append(&EntityKey::new("p", "a"), vec![event(3, "a")], None)
+        .await
+        .unwrap();
+    let order = |log: Vec<cloudstate_store::LoggedEvent>| -> Vec<(u64, String, u64)> {
+        log.into_iter()
+            .map(|e| (e.offset, e.key.entity_id.to_string(), e.sequence_nr))
+            .collect()
+    };
+    let entry = |offset, entity: &str, sequence_nr| (offset, entity.to_owned(), sequence_nr);
+    assert_eq!(
+        order(store.read_event_log("p", 0, 10).await.unwrap()),
+        vec![
+            entry(1, "b", 1),
+            entry(2, "a", 1),
+            entry(3, "a", 2),
+            entry(4, "b", 2),
+            entry(5, "a", 3)
+        ]
+    );
+    assert_eq!(
+        order(store.read_event_log("q", 0, 10).await.unwrap()),
+        vec![entry(1, "a", 1)]
+    );
 }

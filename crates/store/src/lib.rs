@@ -14,8 +14,14 @@
 //!   from forking a journal;
 //! - a successful append or value write is durable when the future resolves;
 //! - a value write whose expected version is not the stored one fails with
-//!   [`StoreError::Conflict`].
+//!   [`StoreError::Conflict`];
+//! - every appended event gets the next offset of its persistence id's **event log** in the
+//!   same transaction, so offsets follow commit order and a reader never sees a later offset
+//!   before an earlier one ([`event_log`]);
+//! - a consumer's position in an event log is stored durably, under a lease that one consumer
+//!   holds at a time.
 
+pub mod event_log;
 mod memory;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
@@ -25,6 +31,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 pub use cloudstate_protocol::Any;
 
+pub use event_log::{EventLogWatch, LoggedEvent, OffsetLease, Position};
 pub use memory::MemoryStore;
 
 /// Addresses the state of one entity: its service's persistence id and its entity id.
@@ -170,6 +177,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// Succeeds if the store is reachable and answering.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The events of `persistence_id`'s event log with offsets after `after`, oldest first, at
+    /// most `limit` of them. Offsets are consecutive from 1 in commit order, so the first event
+    /// returned has offset `after + 1` unless there is none yet.
+    async fn read_event_log(
+        &self,
+        persistence_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>, StoreError>;
+
+    /// Changes whenever this process commits events of `persistence_id` (its value: the last
+    /// offset committed here). Other processes' writes are not seen: readers of a shared
+    /// database also poll.
+    fn watch_event_log(&self, persistence_id: &str) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Takes the lease of the consumer named `consumer`, with which it reads and saves its
+    /// position; `None` if another consumer (in this process or, on a shared database, in
+    /// another) holds it.
+    async fn lease_offset(
+        &self,
+        consumer: &str,
+    ) -> Result<Option<Box<dyn OffsetLease>>, StoreError>;
 }
 
 /// Checks the shape of an append before a backend writes it: consecutive sequence numbers

@@ -1,10 +1,14 @@
 //! The in-memory store (`--store memory`): for tests and benchmarks; nothing survives the process.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use dashmap::{DashMap, mapref::entry::Entry};
 
+use crate::event_log::{LocalLeaseGuard, LocalLeases};
 use crate::{
-    EntityKey, Event, Recovery, Snapshot, Store, StoreError, Value, ValueWrite, check_append,
+    EntityKey, Event, EventLogWatch, LoggedEvent, OffsetLease, Position, Recovery, Snapshot, Store,
+    StoreError, Value, ValueWrite, check_append,
 };
 
 /// Keeps journals, snapshots and values in process memory, sharded by entity so that entities
@@ -13,6 +17,12 @@ use crate::{
 pub struct MemoryStore {
     journals: DashMap<EntityKey, Journal>,
     values: DashMap<EntityKey, Value>,
+    /// Per persistence id, every event in commit order (`log[i].offset == i + 1`). An append
+    /// takes its entity's journal lock, then its log's lock, so offsets follow commit order.
+    logs: DashMap<Arc<str>, Vec<LoggedEvent>>,
+    watch: EventLogWatch,
+    positions: Arc<DashMap<String, Position>>,
+    leases: LocalLeases,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +60,24 @@ impl Store for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut journal = self.journals.entry(key.clone()).or_default();
         check_append(key, journal.events.len() as u64, &events, snapshot.as_ref())?;
+        if !events.is_empty() {
+            let mut log = self.logs.entry(key.persistence_id.clone()).or_default();
+            let first = log.len() as u64 + 1;
+            log.extend(
+                events
+                    .iter()
+                    .zip(first..)
+                    .map(|(event, offset)| LoggedEvent {
+                        offset,
+                        key: key.clone(),
+                        sequence_nr: event.sequence_nr,
+                        payload: event.payload.clone(),
+                    }),
+            );
+            let last = log.len() as u64;
+            drop(log);
+            self.watch.advance(&key.persistence_id, last);
+        }
         journal.events.extend(events);
         if snapshot.is_some() {
             journal.snapshot = snapshot;
@@ -98,6 +126,59 @@ impl Store for MemoryStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn read_event_log(
+        &self,
+        persistence_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        let Some(log) = self.logs.get(persistence_id) else {
+            return Ok(Vec::new());
+        };
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(log.len());
+        let end = start.saturating_add(limit).min(log.len());
+        Ok(log[start..end].to_vec())
+    }
+
+    fn watch_event_log(&self, persistence_id: &str) -> tokio::sync::watch::Receiver<u64> {
+        self.watch.subscribe(persistence_id)
+    }
+
+    async fn lease_offset(
+        &self,
+        consumer: &str,
+    ) -> Result<Option<Box<dyn OffsetLease>>, StoreError> {
+        Ok(self.leases.try_take(consumer).map(|guard| {
+            Box::new(MemoryLease {
+                guard,
+                positions: self.positions.clone(),
+            }) as Box<dyn OffsetLease>
+        }))
+    }
+}
+
+/// A consumer's lease on a [`MemoryStore`].
+struct MemoryLease {
+    guard: LocalLeaseGuard,
+    positions: Arc<DashMap<String, Position>>,
+}
+
+#[async_trait]
+impl OffsetLease for MemoryLease {
+    async fn position(&mut self) -> Result<Position, StoreError> {
+        Ok(self
+            .positions
+            .get(self.guard.consumer())
+            .map(|position| *position)
+            .unwrap_or_default())
+    }
+
+    async fn save(&mut self, position: Position) -> Result<(), StoreError> {
+        self.positions
+            .insert(self.guard.consumer().to_owned(), position);
         Ok(())
     }
 }

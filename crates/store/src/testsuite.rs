@@ -23,7 +23,10 @@ use std::{
 use bytes::Bytes;
 use tokio::sync::Barrier;
 
-use crate::{Any, EntityKey, Event, Recovery, Snapshot, Store, StoreError, Value, ValueWrite};
+use crate::{
+    Any, EntityKey, Event, LoggedEvent, Position, Recovery, Snapshot, Store, StoreError, Value,
+    ValueWrite,
+};
 
 /// How long one check may run before it counts as hung.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -103,6 +106,10 @@ macro_rules! store_test_suite {
             racing_value_writers_one_wins,
             concurrent_value_increments_lose_nothing,
             ping,
+            event_log_follows_appends,
+            event_log_has_no_gaps_under_concurrent_appends,
+            event_log_watch_wakes_readers,
+            offset_lease_is_exclusive_and_keeps_the_position,
         ]);
     };
     (@tests $name:ident, $make:expr, [$($check:ident),* $(,)?]) => {
@@ -840,4 +847,187 @@ fn decode_count(payload: &Any) -> u64 {
 /// A working store answers `ping`.
 pub async fn ping(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
+}
+
+/// The event log of a persistence id holds every event of its entities once, with consecutive
+/// offsets from 1 in the order of the appends, payloads byte for byte; refused appends take no
+/// offsets; reads page by `after` and `limit`; other persistence ids have logs of their own.
+pub async fn event_log_follows_appends(store: Arc<dyn Store>) {
+    let (a, b, other) = (key("log", "a"), key("log", "b"), key("log-other", "a"));
+    assert_eq!(store.read_event_log("log", 0, 10).await.unwrap(), vec![]);
+    let payloads = awkward_payloads();
+    store
+        .append(
+            &a,
+            vec![
+                Event {
+                    sequence_nr: 1,
+                    payload: payloads[2].clone(),
+                },
+                Event {
+                    sequence_nr: 2,
+                    payload: payloads[5].clone(),
+                },
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .append(&other, events(1..=1, "o"), None)
+        .await
+        .unwrap();
+    assert_conflict(store.append(&b, events(2..=2, "b"), None).await, &b);
+    store
+        .append(&b, events(1..=2, "b"), Some(snapshot(2, "b")))
+        .await
+        .unwrap();
+    assert_invalid(
+        store
+            .append(&a, vec![event(3, "a"), event(5, "a")], None)
+            .await,
+        &a,
+    );
+    store.append(&a, events(3..=3, "a"), None).await.unwrap();
+
+    let logged = |offset, key: &EntityKey, sequence_nr, payload: Any| LoggedEvent {
+        offset,
+        key: key.clone(),
+        sequence_nr,
+        payload,
+    };
+    let expected = vec![
+        logged(1, &a, 1, payloads[2].clone()),
+        logged(2, &a, 2, payloads[5].clone()),
+        logged(3, &b, 1, event(1, "b").payload),
+        logged(4, &b, 2, event(2, "b").payload),
+        logged(5, &a, 3, event(3, "a").payload),
+    ];
+    assert_eq!(store.read_event_log("log", 0, 100).await.unwrap(), expected);
+    assert_eq!(
+        store.read_event_log("log", 1, 2).await.unwrap(),
+        expected[1..3].to_vec()
+    );
+    assert_eq!(
+        store.read_event_log("log", 4, 100).await.unwrap(),
+        expected[4..].to_vec()
+    );
+    assert_eq!(store.read_event_log("log", 5, 100).await.unwrap(), vec![]);
+    assert_eq!(store.read_event_log("log", 0, 0).await.unwrap(), vec![]);
+    assert_eq!(
+        store.read_event_log("log-other", 0, 100).await.unwrap(),
+        vec![logged(1, &other, 1, event(1, "o").payload)]
+    );
+    assert_eq!(store.read_event_log("lo", 0, 100).await.unwrap(), vec![]);
+}
+
+/// While many entities append at once, a reader following the log sees offsets without gaps
+/// (it never sees an offset before every smaller one is visible), every event exactly once,
+/// and each entity's events in order.
+pub async fn event_log_has_no_gaps_under_concurrent_appends(store: Arc<dyn Store>) {
+    const ENTITIES: u64 = 16;
+    const APPENDS: u64 = 30;
+    let writers: Vec<_> = (0..ENTITIES)
+        .map(|entity| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let key = key("tail", &format!("e{entity}"));
+                let mut next = 1;
+                for append in 0..APPENDS {
+                    // One or two events per append.
+                    let count = 1 + (append + entity) % 2;
+                    let batch = events(next..=next + count - 1, &key.entity_id);
+                    store.append(&key, batch, None).await.unwrap();
+                    next += count;
+                }
+            })
+        })
+        .collect();
+    let total: u64 = (0..ENTITIES)
+        .flat_map(|entity| (0..APPENDS).map(move |append| 1 + (append + entity) % 2))
+        .sum();
+    let mut seen: Vec<LoggedEvent> = Vec::new();
+    while (seen.len() as u64) < total {
+        let after = seen.len() as u64;
+        let page = store.read_event_log("tail", after, 17).await.unwrap();
+        for (event, expected) in page.iter().zip(after + 1..) {
+            assert_eq!(event.offset, expected, "a gap in the event log");
+        }
+        if page.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        seen.extend(page);
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert_eq!(
+        store.read_event_log("tail", total, 10).await.unwrap(),
+        vec![]
+    );
+    let mut next = BTreeMap::new();
+    for event in &seen {
+        let expected = next.entry(event.key.entity_id.clone()).or_insert(1u64);
+        assert_eq!(event.sequence_nr, *expected, "{event:?} out of order");
+        assert_eq!(
+            event.payload,
+            self::event(*expected, &event.key.entity_id).payload
+        );
+        *expected += 1;
+    }
+    assert_eq!(next.len() as u64, ENTITIES);
+}
+
+/// A watch of an event log changes once this store commits events of it.
+pub async fn event_log_watch_wakes_readers(store: Arc<dyn Store>) {
+    let mut watch = store.watch_event_log("watched");
+    let other = store.watch_event_log("unwatched");
+    store
+        .append(&key("watched", "a"), events(1..=2, "a"), None)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), watch.changed())
+        .await
+        .expect("the watch did not change after an append")
+        .unwrap();
+    assert_eq!(*watch.borrow_and_update(), 2);
+    assert!(!other.has_changed().unwrap());
+}
+
+/// One consumer name has one lease at a time; the position saved under it survives the lease
+/// and starts at offset 0, generation 0.
+pub async fn offset_lease_is_exclusive_and_keeps_the_position(store: Arc<dyn Store>) {
+    let mut lease = store.lease_offset("log/group").await.unwrap().unwrap();
+    assert_eq!(lease.position().await.unwrap(), Position::default());
+    assert!(store.lease_offset("log/group").await.unwrap().is_none());
+    let mut other = store.lease_offset("log/other").await.unwrap().unwrap();
+    let saved = Position {
+        offset: 42,
+        generation: 3,
+    };
+    lease.save(saved).await.unwrap();
+    assert_eq!(lease.position().await.unwrap(), saved);
+    assert_eq!(other.position().await.unwrap(), Position::default());
+    other
+        .save(Position {
+            offset: u64::from(u32::MAX) * 4,
+            generation: 0,
+        })
+        .await
+        .unwrap();
+    drop(lease);
+    // Released on drop (on PostgreSQL, once the server has noticed).
+    let mut again = loop {
+        if let Some(lease) = store.lease_offset("log/group").await.unwrap() {
+            break lease;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(again.position().await.unwrap(), saved);
+    again.save(Position::default()).await.unwrap();
+    assert_eq!(again.position().await.unwrap(), Position::default());
+    assert_eq!(
+        other.position().await.unwrap().offset,
+        u64::from(u32::MAX) * 4
+    );
 }
