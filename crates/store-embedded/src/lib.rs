@@ -19,6 +19,9 @@
 //! A write resolves only after its commit; if its future is dropped earlier, the write may or
 //! may not be stored.
 //!
+//! The store belongs to one process, so it keeps no shard leases and refuses fenced writes
+//! (a cluster needs PostgreSQL).
+//!
 //! # Reads
 //! [`Store::load_journal`] and [`Store::load_value`] run on tokio's blocking pool in read
 //! transactions, which see the last commit and never wait for the writer.
@@ -63,8 +66,8 @@ use std::{
 use async_trait::async_trait;
 use cloudstate_store::event_log::{LocalLeaseGuard, LocalLeases};
 use cloudstate_store::{
-    EntityKey, Event, EventLogWatch, LoggedEvent, OffsetLease, Position, Recovery, Snapshot, Store,
-    StoreError, Value, ValueWrite,
+    EntityKey, Event, EventLogWatch, Fence, LoggedEvent, OffsetLease, Position, Recovery, Snapshot,
+    Store, StoreError, Value, ValueWrite, no_leases,
 };
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
@@ -358,6 +361,26 @@ impl Store for EmbeddedStore {
             },
         )
         .await
+    }
+
+    async fn append_fenced(
+        &self,
+        key: &EntityKey,
+        _events: Vec<Event>,
+        _snapshot: Option<Snapshot>,
+        _fence: &Fence,
+    ) -> Result<(), StoreError> {
+        Err(no_leases(key, "the embedded store"))
+    }
+
+    async fn write_value_fenced(
+        &self,
+        key: &EntityKey,
+        _expected_version: u64,
+        _write: ValueWrite,
+        _fence: &Fence,
+    ) -> Result<u64, StoreError> {
+        Err(no_leases(key, "the embedded store"))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -14,6 +14,7 @@
 //! | `value_entities` | `(persistence_id, entity_id)` | `version`, `type_url`, `payload`, `written_at` |
 //! | `event_log_heads` | `persistence_id` | `last_offset`: the last offset of its event log |
 //! | `event_log_positions` | `consumer` | `log_offset`, `generation`, `written_at`: where a consumer of an event log stands |
+//! | `shard_leases` | `shard` | `owner` (node id, `text`), `epoch`, `expires_at`, `changed_at` |
 //!
 //! The journal also has `log_offset`, the event's offset in its persistence id's event log
 //! (unique per persistence id). An append takes its offsets from `event_log_heads` in its
@@ -55,6 +56,14 @@
 //! statement (with the server's `synchronous_commit`, by default after a flush to disk). A
 //! write whose future is dropped earlier may or may not be stored.
 //!
+//! # Shard leases and fenced writes (cluster mode)
+//! The store is the [`ShardLeases`] of a cluster (`leases.rs`): one row per shard, taken with
+//! the next epoch when free or expired by the database's clock, renewed and released by owner
+//! and epoch. Fenced writes ([`Store::append_fenced`], [`Store::write_value_fenced`]) check
+//! their lease in the same statement that writes them (`writer.rs`), holding a share lock on
+//! the lease row until the commit, so a takeover waits for them and every later write of the
+//! old owner fails with [`StoreError::Fenced`].
+//!
 //! # Reads
 //! [`Store::load_journal`] reads the snapshot and the events after it in one statement (one
 //! consistent view); [`Store::load_value`] reads one row. Reads use a pool of their own
@@ -89,6 +98,7 @@
 //! without extra round trips.
 
 mod connection;
+mod leases;
 mod schema;
 mod writer;
 
@@ -101,8 +111,8 @@ use std::{
 
 use async_trait::async_trait;
 use cloudstate_store::{
-    Any, EntityKey, Event, EventLogWatch, LoggedEvent, OffsetLease, Position, Recovery, Snapshot,
-    Store, StoreError, Value, ValueWrite,
+    Any, EntityKey, Event, EventLogWatch, Fence, LoggedEvent, OffsetLease, Position, Recovery,
+    ShardLeases, Snapshot, Store, StoreError, Value, ValueWrite,
 };
 use sqlx::{PgConnection, Row, postgres::PgConnectOptions};
 use tokio::sync::{mpsc, oneshot};
@@ -278,7 +288,12 @@ impl PostgresStore {
         &self.connector.address
     }
 
-    async fn write(&self, key: &EntityKey, op: Op) -> Result<u64, StoreError> {
+    async fn write(
+        &self,
+        key: &EntityKey,
+        op: Op,
+        fence: Option<&Fence>,
+    ) -> Result<u64, StoreError> {
         let address = self.address();
         // One entity always goes to the same writer, so its writes stay in order.
         let mut hasher = std::hash::DefaultHasher::new();
@@ -294,6 +309,7 @@ impl PostgresStore {
         let request = Request {
             key: key.clone(),
             op,
+            fence: fence.cloned(),
             reply,
         };
         match tokio::time::timeout(self.acquire_timeout, writer.send(request)).await {
@@ -428,9 +444,42 @@ impl Store for PostgresStore {
         if events.is_empty() && snapshot.is_none() {
             return Ok(());
         }
-        self.write(key, Op::Append { events, snapshot })
+        self.write(key, Op::Append { events, snapshot }, None)
             .await
             .map(|_| ())
+    }
+
+    async fn append_fenced(
+        &self,
+        key: &EntityKey,
+        events: Vec<Event>,
+        snapshot: Option<Snapshot>,
+        fence: &Fence,
+    ) -> Result<(), StoreError> {
+        if events.is_empty() && snapshot.is_none() {
+            return Ok(());
+        }
+        self.write(key, Op::Append { events, snapshot }, Some(fence))
+            .await
+            .map(|_| ())
+    }
+
+    async fn write_value_fenced(
+        &self,
+        key: &EntityKey,
+        expected_version: u64,
+        write: ValueWrite,
+        fence: &Fence,
+    ) -> Result<u64, StoreError> {
+        let op = Op::WriteValue {
+            expected_version,
+            write,
+        };
+        self.write(key, op, Some(fence)).await
+    }
+
+    fn leases(&self) -> Option<&dyn ShardLeases> {
+        Some(self)
     }
 
     async fn load_value(&self, key: &EntityKey) -> Result<Option<Value>, StoreError> {
@@ -465,6 +514,7 @@ impl Store for PostgresStore {
                 expected_version,
                 write,
             },
+            None,
         )
         .await
     }

@@ -74,10 +74,23 @@ CREATE TABLE event_log_positions (
 );
 ",
     },
+    Migration {
+        version: 3,
+        description: "shard leases",
+        sql: "
+CREATE TABLE shard_leases (
+    shard integer PRIMARY KEY CHECK (shard >= 0),
+    owner text,
+    epoch bigint NOT NULL DEFAULT 0 CHECK (epoch >= 0),
+    expires_at timestamptz,
+    changed_at timestamptz NOT NULL DEFAULT now()
+);
+",
+    },
 ];
 
 /// The schema version this build creates and expects.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Why the migrations could not run.
 pub(crate) enum MigrationError {

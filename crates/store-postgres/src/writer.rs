@@ -21,12 +21,20 @@
 //! changed or created one of the batch's values, that value's conditional write matches no row;
 //! the statement reports which value rows it wrote, and the requests for the others get
 //! [`StoreError::Conflict`] while the rest of the batch stands.
+//!
+//! A batch with fenced requests (cluster mode) is written by [`WRITE_FENCED`] instead: the same
+//! statement, led by a CTE that locks the leases its fences name (`FOR SHARE`, in shard order)
+//! and keeps those that still match (owner, epoch, unexpired by the database's clock); every
+//! row of a fenced request is written only if its fence passed. The locks are held until the
+//! statement commits, so a lease cannot be taken over in between, and a request whose fence
+//! failed gets [`StoreError::Fenced`] having written nothing. Batches without fences (one node)
+//! run the plain statement, unchanged.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use cloudstate_store::{
-    Any, EntityKey, Event, EventLogWatch, Snapshot, StoreError, ValueWrite, check_append,
+    Any, EntityKey, Event, EventLogWatch, Fence, Snapshot, StoreError, ValueWrite, check_append,
 };
 use sqlx::{PgConnection, Row};
 use tokio::sync::{mpsc, oneshot};
@@ -45,6 +53,8 @@ pub(crate) const MAX_BATCH_BYTES: usize = 16 << 20;
 pub(crate) struct Request {
     pub(crate) key: EntityKey,
     pub(crate) op: Op,
+    /// The lease the write depends on (cluster mode).
+    pub(crate) fence: Option<Fence>,
     /// The new last sequence number (appends) or version (value writes), once committed.
     pub(crate) reply: oneshot::Sender<Outcome>,
 }
@@ -100,6 +110,18 @@ impl Request {
             ),
         };
         StoreError::Conflict {
+            key: self.key.clone(),
+            detail,
+        }
+    }
+
+    /// The refusal of a request whose fence did not match the lease.
+    fn fenced(&self) -> StoreError {
+        let detail = match &self.fence {
+            Some(fence) => format!("the lease of {fence} is no longer valid"),
+            None => "the write has no fence".into(),
+        };
+        StoreError::Fenced {
             key: self.key.clone(),
             detail,
         }
@@ -277,19 +299,20 @@ impl Writer {
                 })
             })
             .collect();
+        let fences = Fences::of(requests);
         let connector = self.connector.clone();
         let (connection, stored) = self.read_state(&slots).await?;
-        let (mut outcomes, changes) = check(requests, &request_slots, &stored);
+        let (mut outcomes, changes) = check(requests, &request_slots, &stored, &fences);
         if changes.is_empty() {
             return Ok(outcomes);
         }
         let expected = changes.value_rows();
-        let written = match write(&connector, connection, changes).await {
-            Ok(Written { values, heads }) => {
-                for (persistence_id, head) in heads {
-                    self.watch.advance(&persistence_id, head);
+        let written = match write(&connector, connection, changes, &fences).await {
+            Ok(written) => {
+                for (persistence_id, head) in &written.heads {
+                    self.watch.advance(persistence_id, *head);
                 }
-                values
+                written
             }
             Err(failure) => {
                 if matches!(failure, Failure::WriteUnknown(_)) {
@@ -298,9 +321,21 @@ impl Writer {
                 return Err(failure);
             }
         };
-        // A value whose row was not written: another writer changed it since it was read.
-        for ((request, slot), outcome) in requests.iter().zip(&request_slots).zip(&mut outcomes) {
-            if outcome.is_ok() && expected.contains(slot) && !written.contains(&request.key) {
+        for (((request, slot), outcome), &fence) in requests
+            .iter()
+            .zip(&request_slots)
+            .zip(&mut outcomes)
+            .zip(&fences.of_request)
+        {
+            if outcome.is_err() {
+                continue;
+            }
+            if fence != NO_FENCE && !written.fences.contains(&fence) {
+                // Its fence failed: none of its rows was written.
+                *outcome = Err(request.fenced());
+            } else if expected.contains(slot) && !written.values.contains(&request.key) {
+                // A value whose row was not written: another writer changed it since it was
+                // read.
                 *outcome = Err(request.lost_race());
             }
         }
@@ -331,6 +366,42 @@ impl Writer {
 
 /// An entity as the batch sees it: a journal or a value under one key.
 type Slot<'b> = (&'b EntityKey, bool);
+
+/// The fence index of a request without a fence.
+const NO_FENCE: i64 = 0;
+
+/// The distinct fences of a batch, numbered from 1 as the statement refers to them.
+struct Fences<'b> {
+    distinct: Vec<&'b Fence>,
+    /// Each request's fence number, [`NO_FENCE`] if it has none.
+    of_request: Vec<i64>,
+}
+
+impl<'b> Fences<'b> {
+    fn of(requests: &'b [Request]) -> Self {
+        let mut distinct: Vec<&Fence> = Vec::new();
+        let of_request = requests
+            .iter()
+            .map(|request| match &request.fence {
+                None => NO_FENCE,
+                Some(fence) => {
+                    let position = match distinct.iter().position(|f| *f == fence) {
+                        Some(position) => position,
+                        None => {
+                            distinct.push(fence);
+                            distinct.len() - 1
+                        }
+                    };
+                    position as i64 + 1
+                }
+            })
+            .collect();
+        Fences {
+            distinct,
+            of_request,
+        }
+    }
+}
 
 /// The stored last sequence number (journals) or version (values) of every slot, 0 if none.
 const READ_STATE: &str = "
@@ -381,9 +452,12 @@ async fn read_state(
 /// What one batch writes, with numbers already converted to `bigint`.
 #[derive(Default)]
 struct Changes<'b> {
-    events: Vec<(&'b EntityKey, i64, &'b Any)>,
-    /// The latest snapshot of each journal slot.
-    snapshots: HashMap<usize, (&'b EntityKey, i64, &'b Any)>,
+    /// Key, sequence number, event, fence number.
+    events: Vec<(&'b EntityKey, i64, &'b Any, i64)>,
+    /// The latest snapshot of each journal slot, with its fence number.
+    snapshots: HashMap<usize, (&'b EntityKey, i64, &'b Any, i64)>,
+    /// The fence number of each slot's requests (they must all have the same).
+    slot_fences: HashMap<usize, i64>,
     /// The final state of each value slot.
     values: HashMap<usize, ValueChange<'b>>,
 }
@@ -395,6 +469,8 @@ struct ValueChange<'b> {
     /// The version after the batch, and the value (`None`: deleted).
     version: i64,
     payload: Option<&'b Any>,
+    /// The fence number of the requests that wrote it.
+    fence: i64,
 }
 
 impl Changes<'_> {
@@ -421,18 +497,25 @@ fn check<'b>(
     batch: &'b [Request],
     request_slots: &[usize],
     stored: &[u64],
+    fences: &Fences<'_>,
 ) -> (Vec<Outcome>, Changes<'b>) {
     let mut current = stored.to_vec();
     let mut changes = Changes::default();
     let outcomes = batch
         .iter()
         .zip(request_slots)
-        .map(|(request, &slot)| {
+        .zip(&fences.of_request)
+        .map(|((request, &slot), &fence)| {
             let key = &request.key;
             let invalid = |detail: String| StoreError::InvalidWrite {
                 key: key.clone(),
                 detail,
             };
+            // One entity's writes in a batch all depend on the same lease (a node drops an
+            // entity when it loses its shard); a write under another lease is refused.
+            if *changes.slot_fences.entry(slot).or_insert(fence) != fence {
+                return Err(request.fenced());
+            }
             let last = current.get(slot).copied().unwrap_or(0);
             match &request.op {
                 Op::Append { events, snapshot } => {
@@ -448,10 +531,10 @@ fn check<'b>(
                     changes.events.extend(
                         events
                             .iter()
-                            .map(|event| (key, bigint(event.sequence_nr), &event.payload)),
+                            .map(|event| (key, bigint(event.sequence_nr), &event.payload, fence)),
                     );
                     if let Some(snapshot) = snapshot {
-                        let row = (key, bigint(snapshot.sequence_nr), &snapshot.payload);
+                        let row = (key, bigint(snapshot.sequence_nr), &snapshot.payload, fence);
                         changes.snapshots.insert(slot, row);
                     }
                     if let Some(number) = current.get_mut(slot) {
@@ -489,6 +572,7 @@ fn check<'b>(
                             stored: stored_version as i64,
                             version: version as i64,
                             payload,
+                            fence,
                         },
                     );
                     if let Some(number) = current.get_mut(slot) {
@@ -557,6 +641,74 @@ UNION ALL SELECT persistence_id, entity_id, NULL FROM updated
 UNION ALL SELECT persistence_id, entity_id, NULL FROM deleted
 UNION ALL SELECT persistence_id, NULL, last_offset FROM heads";
 
+/// [`WRITE`] for batches with fenced requests: `fence` keeps the fences ($25..$27, numbered
+/// from 1) whose lease still matches, locking those leases `FOR SHARE` until the commit; each
+/// row carries its request's fence number ($28..$32, 0 for none) and is written only if that
+/// fence passed (events before they are numbered in their event log). Returns what `WRITE`
+/// returns, then the fence numbers that passed (persistence id and entity id null).
+const WRITE_FENCED: &str = "
+WITH fence AS MATERIALIZED (
+    SELECT f.fi FROM shard_leases l
+    JOIN unnest($25::integer[], $26::text[], $27::bigint[]) WITH ORDINALITY
+        AS f(shard, owner, epoch, fi)
+      ON l.shard = f.shard AND l.owner = f.owner AND l.epoch = f.epoch AND l.expires_at > now()
+    ORDER BY l.shard
+    FOR SHARE OF l
+), ev AS (
+    SELECT u.p, u.e, u.s, u.t, u.pl,
+           row_number() OVER (PARTITION BY u.p ORDER BY u.i) AS n,
+           count(*) OVER (PARTITION BY u.p) AS c
+    FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[], $5::bytea[], $28::bigint[])
+         WITH ORDINALITY AS u(p, e, s, t, pl, f, i)
+    WHERE u.f = 0 OR u.f IN (SELECT fi FROM fence)
+), heads AS (
+    INSERT INTO event_log_heads (persistence_id, last_offset)
+    SELECT p, count(*) FROM ev GROUP BY p ORDER BY p
+    ON CONFLICT (persistence_id) DO UPDATE
+    SET last_offset = event_log_heads.last_offset + excluded.last_offset
+    RETURNING persistence_id, last_offset
+), new_events AS (
+    INSERT INTO journal (persistence_id, entity_id, sequence_nr, type_url, payload, log_offset)
+    SELECT ev.p, ev.e, ev.s, ev.t, ev.pl, h.last_offset - ev.c + ev.n
+    FROM ev JOIN heads h ON h.persistence_id = ev.p
+), new_snapshots AS (
+    INSERT INTO snapshots (persistence_id, entity_id, sequence_nr, type_url, payload)
+    SELECT p, e, n, t, v
+    FROM unnest($6::bytea[], $7::bytea[], $8::bigint[], $9::bytea[], $10::bytea[], $29::bigint[])
+        AS x(p, e, n, t, v, f)
+    WHERE x.f = 0 OR x.f IN (SELECT fi FROM fence)
+    ON CONFLICT (persistence_id, entity_id) DO UPDATE
+    SET sequence_nr = excluded.sequence_nr, type_url = excluded.type_url,
+        payload = excluded.payload, written_at = now()
+), created AS (
+    INSERT INTO value_entities (persistence_id, entity_id, version, type_url, payload)
+    SELECT p, e, n, t, v
+    FROM unnest($11::bytea[], $12::bytea[], $13::bigint[], $14::bytea[], $15::bytea[],
+                $30::bigint[]) AS x(p, e, n, t, v, f)
+    WHERE x.f = 0 OR x.f IN (SELECT fi FROM fence)
+    ON CONFLICT (persistence_id, entity_id) DO NOTHING
+    RETURNING persistence_id, entity_id
+), updated AS (
+    UPDATE value_entities v
+    SET version = u.version, type_url = u.type_url, payload = u.payload, written_at = now()
+    FROM unnest($16::bytea[], $17::bytea[], $18::bigint[], $19::bigint[], $20::bytea[],
+                $21::bytea[], $31::bigint[]) AS u(p, e, stored, version, type_url, payload, f)
+    WHERE v.persistence_id = u.p AND v.entity_id = u.e AND v.version = u.stored
+      AND (u.f = 0 OR u.f IN (SELECT fi FROM fence))
+    RETURNING v.persistence_id, v.entity_id
+), deleted AS (
+    DELETE FROM value_entities v
+    USING unnest($22::bytea[], $23::bytea[], $24::bigint[], $32::bigint[]) AS d(p, e, stored, f)
+    WHERE v.persistence_id = d.p AND v.entity_id = d.e AND v.version = d.stored
+      AND (d.f = 0 OR d.f IN (SELECT fi FROM fence))
+    RETURNING v.persistence_id, v.entity_id
+)
+SELECT persistence_id, entity_id, NULL::bigint FROM created
+UNION ALL SELECT persistence_id, entity_id, NULL FROM updated
+UNION ALL SELECT persistence_id, entity_id, NULL FROM deleted
+UNION ALL SELECT persistence_id, NULL, last_offset FROM heads
+UNION ALL SELECT NULL, NULL, fi FROM fence";
+
 /// Rows of one table as parallel columns, the way `unnest` takes them.
 #[derive(Default)]
 struct Columns<'b> {
@@ -566,10 +718,18 @@ struct Columns<'b> {
     numbers: Vec<i64>,
     type_urls: Vec<&'b [u8]>,
     payloads: Vec<&'b [u8]>,
+    fences: Vec<i64>,
 }
 
 impl<'b> Columns<'b> {
-    fn push(&mut self, key: &'b EntityKey, stored: i64, number: i64, payload: Option<&'b Any>) {
+    fn push(
+        &mut self,
+        key: &'b EntityKey,
+        stored: i64,
+        number: i64,
+        payload: Option<&'b Any>,
+        fence: i64,
+    ) {
         self.persistence_ids.push(key.persistence_id.as_bytes());
         self.entity_ids.push(key.entity_id.as_bytes());
         self.stored.push(stored);
@@ -578,26 +738,31 @@ impl<'b> Columns<'b> {
             self.type_urls.push(payload.type_url.as_bytes());
             self.payloads.push(&payload.value);
         }
+        self.fences.push(fence);
     }
 }
 
-/// What one [`WRITE`] wrote: the keys of the value rows, and the new last offset of each event
-/// log appended to.
+/// What one [`WRITE`] wrote: the keys of the value rows, the new last offset of each event log
+/// appended to, and (for [`WRITE_FENCED`]) the fence numbers that matched their lease.
+#[derive(Default)]
 struct Written {
     values: HashSet<EntityKey>,
     heads: Vec<(String, u64)>,
+    fences: HashSet<i64>,
 }
 
-/// Runs [`WRITE`].
+/// Runs [`WRITE`] (or [`WRITE_FENCED`] if any request is fenced).
 async fn write(
     connector: &Connector,
     connection: &mut PgConnection,
     changes: Changes<'_>,
+    fences: &Fences<'_>,
 ) -> Result<Written, Failure> {
     let Changes {
         mut events,
         snapshots,
         values,
+        ..
     } = changes;
     // Rows go in key order, so that two writers (two proxies) inserting the same keys wait for
     // each other in the same order rather than deadlocking.
@@ -608,12 +773,12 @@ async fn write(
     values.sort_by(|a, b| a.key.cmp(b.key));
 
     let mut event_columns = Columns::default();
-    for (key, sequence_nr, payload) in events {
-        event_columns.push(key, 0, sequence_nr, Some(payload));
+    for (key, sequence_nr, payload, fence) in events {
+        event_columns.push(key, 0, sequence_nr, Some(payload), fence);
     }
     let mut snapshot_columns = Columns::default();
-    for (key, sequence_nr, payload) in snapshots {
-        snapshot_columns.push(key, 0, sequence_nr, Some(payload));
+    for (key, sequence_nr, payload, fence) in snapshots {
+        snapshot_columns.push(key, 0, sequence_nr, Some(payload), fence);
     }
     let (mut created, mut updated, mut deleted) = Default::default();
     let mut keys = HashMap::new();
@@ -624,7 +789,13 @@ async fn write(
             (_, Some(_)) => &mut updated,
             (_, None) => &mut deleted,
         };
-        columns.push(value.key, value.stored, value.version, value.payload);
+        columns.push(
+            value.key,
+            value.stored,
+            value.version,
+            value.payload,
+            value.fence,
+        );
         keys.insert(
             (
                 value.key.persistence_id.as_bytes(),
@@ -634,7 +805,8 @@ async fn write(
         );
     }
 
-    let query = sqlx::query(WRITE)
+    let fenced = !fences.distinct.is_empty();
+    let query = sqlx::query(if fenced { WRITE_FENCED } else { WRITE })
         .bind(event_columns.persistence_ids)
         .bind(event_columns.entity_ids)
         .bind(event_columns.numbers)
@@ -659,6 +831,38 @@ async fn write(
         .bind(deleted.persistence_ids)
         .bind(deleted.entity_ids)
         .bind(deleted.stored);
+    let query = if fenced {
+        query
+            .bind(
+                fences
+                    .distinct
+                    .iter()
+                    .map(|fence| fence.shard as i32)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                fences
+                    .distinct
+                    .iter()
+                    .map(|fence| &*fence.owner)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                fences
+                    .distinct
+                    .iter()
+                    // Epochs are bigints in the database; a larger one matches no lease.
+                    .map(|fence| i64::try_from(fence.epoch).unwrap_or(-1))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(event_columns.fences)
+            .bind(snapshot_columns.fences)
+            .bind(created.fences)
+            .bind(updated.fences)
+            .bind(deleted.fences)
+    } else {
+        query
+    };
     // The rows are read to the end of the server's answer, which comes after the commit.
     let rows = match connector.bounded(query.fetch_all(connection)).await {
         Ok(rows) => rows,
@@ -672,24 +876,27 @@ async fn write(
     };
     let mut written = Written {
         values: HashSet::with_capacity(rows.len()),
-        heads: Vec::new(),
+        ..Written::default()
     };
     for row in rows {
         let read = (|| -> Result<_, sqlx::Error> {
-            let persistence_id: &[u8] = row.try_get(0)?;
+            let persistence_id: Option<&[u8]> = row.try_get(0)?;
             let entity_id: Option<&[u8]> = row.try_get(1)?;
-            let head: Option<i64> = row.try_get(2)?;
-            match (entity_id, head) {
-                (Some(entity_id), _) => {
+            let number: Option<i64> = row.try_get(2)?;
+            match (persistence_id, entity_id, number) {
+                (Some(persistence_id), Some(entity_id), _) => {
                     if let Some(key) = keys.get(&(persistence_id, entity_id)) {
                         written.values.insert((*key).clone());
                     }
                 }
-                (None, Some(head)) => written.heads.push((
+                (Some(persistence_id), None, Some(head)) => written.heads.push((
                     String::from_utf8_lossy(persistence_id).into_owned(),
                     u64::try_from(head).unwrap_or(0),
                 )),
-                (None, None) => {}
+                (None, None, Some(fence)) => {
+                    written.fences.insert(fence);
+                }
+                _ => {}
             }
             Ok(())
         })();
@@ -706,7 +913,7 @@ mod tests {
     use cloudstate_store::{Any, EntityKey, Event, Snapshot, StoreError, ValueWrite};
     use tokio::sync::oneshot;
 
-    use super::{Op, Request, check};
+    use super::{Fences, Op, Request, check};
 
     fn any(value: &str) -> Any {
         Any {
@@ -745,6 +952,7 @@ mod tests {
             key: key.clone(),
             op,
             reply: oneshot::channel().0,
+            fence: None,
         }
     }
 
@@ -770,7 +978,7 @@ mod tests {
         // Slots: the journal, the counter, gone, the journal's value.
         let slots = [0, 0, 0, 0, 1, 1, 1, 2, 3];
         let stored = [5, 0, 4, 0];
-        let (outcomes, changes) = check(&batch, &slots, &stored);
+        let (outcomes, changes) = check(&batch, &slots, &stored, &Fences::of(&batch));
         let outcomes: Vec<_> = outcomes
             .into_iter()
             .map(|outcome| match outcome {
@@ -794,7 +1002,7 @@ mod tests {
                 Ok(0),
             ]
         );
-        let events: Vec<_> = changes.events.iter().map(|(_, n, _)| *n).collect();
+        let events: Vec<_> = changes.events.iter().map(|(_, n, _, _)| *n).collect();
         assert_eq!(events, vec![6, 7, 8]);
         assert_eq!(changes.snapshots.len(), 1);
         assert_eq!(changes.snapshots[&0].1, 8);
@@ -807,6 +1015,34 @@ mod tests {
         assert_eq!((untouched.stored, untouched.payload), (0, None));
     }
 
+    /// Writes of one entity under two different leases in one batch: the later ones are
+    /// fenced off, so a batch never mixes what two leases allowed.
+    #[test]
+    fn one_entity_in_a_batch_has_one_fence() {
+        let key = EntityKey::new("p", "fenced");
+        let fence = |epoch| cloudstate_store::Fence {
+            shard: 3,
+            owner: "node".into(),
+            epoch,
+        };
+        let mut batch = vec![
+            append(&key, &[1], None),
+            append(&key, &[2], None),
+            append(&key, &[2], None),
+        ];
+        batch[0].fence = Some(fence(4));
+        batch[1].fence = Some(fence(5));
+        batch[2].fence = Some(fence(4));
+        let fences = Fences::of(&batch);
+        assert_eq!(fences.of_request, vec![1, 2, 1]);
+        let (outcomes, changes) = check(&batch, &[0, 0, 0], &[0], &fences);
+        assert!(matches!(outcomes[0], Ok(1)));
+        assert!(matches!(outcomes[1], Err(StoreError::Fenced { .. })));
+        assert!(matches!(outcomes[2], Ok(2)));
+        let events: Vec<_> = changes.events.iter().map(|(_, n, _, f)| (*n, *f)).collect();
+        assert_eq!(events, vec![(1, 1), (2, 1)]);
+    }
+
     #[test]
     fn numbers_beyond_bigint_are_refused() {
         let key = EntityKey::new("p", "big");
@@ -815,7 +1051,7 @@ mod tests {
             append(&key, &[last + 1], None),
             value(&key, last, ValueWrite::Update(any("x"))),
         ];
-        let (outcomes, changes) = check(&batch, &[0, 1], &[last, last]);
+        let (outcomes, changes) = check(&batch, &[0, 1], &[last, last], &Fences::of(&batch));
         assert!(
             outcomes
                 .iter()

@@ -20,8 +20,21 @@
 //!   before an earlier one ([`event_log`]);
 //! - a consumer's position in an event log is stored durably, under a lease that one consumer
 //!   holds at a time.
+//!
+//! # Shard leases and fencing (cluster mode)
+//! In a cluster every entity key belongs to one of a fixed number of shards, and each shard has
+//! at most one owner at a time, recorded by the store as a lease with an epoch
+//! ([`ShardLeases`], offered by stores shared between nodes: PostgreSQL, and [`MemoryStore`]
+//! for simulations). A node writes with a [`Fence`] naming the shard, itself and the epoch it
+//! holds ([`Store::append_fenced`], [`Store::write_value_fenced`]): the store checks the fence
+//! **inside the write's transaction** and refuses the write with [`StoreError::Fenced`] unless
+//! the lease is still the writer's, with that epoch, unexpired. Taking a lease over waits for
+//! fenced writes in progress on it, so once a new owner holds a shard no write of an earlier
+//! owner can land. Single-node writes ([`Store::append`], [`Store::write_value`]) carry no
+//! fence and do no extra work.
 
 pub mod event_log;
+mod lease;
 mod memory;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
@@ -32,6 +45,7 @@ use async_trait::async_trait;
 pub use cloudstate_protocol::Any;
 
 pub use event_log::{EventLogWatch, LoggedEvent, OffsetLease, Position};
+pub use lease::{Clock, Fence, Lease, ShardId, ShardLeases, SystemClock};
 pub use memory::MemoryStore;
 
 /// Addresses the state of one entity: its service's persistence id and its entity id.
@@ -143,6 +157,26 @@ pub enum StoreError {
     /// Stored data could not be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A fenced write whose writer no longer holds the shard's lease (another node took it
+    /// over, or it expired). Nothing was written; the writer must drop the shard.
+    #[error("write to {key} fenced off: {detail}")]
+    Fenced {
+        /// The entity whose write was refused.
+        key: EntityKey,
+        /// Which lease did not match.
+        detail: String,
+    },
+    /// The shard leases were set up for another number of shards, and some are held.
+    #[error(
+        "the cluster's store is set up for {stored} shards, not {requested}: every node must use \
+         the same shard count (stop every node to change it)"
+    )]
+    ShardCount {
+        /// The shard count the store holds leases for.
+        stored: u32,
+        /// The shard count asked for.
+        requested: u32,
+    },
 }
 
 /// A backend for journals, snapshots and values. Implementations are cheap to share
@@ -175,6 +209,33 @@ pub trait Store: Send + Sync + 'static {
         write: ValueWrite,
     ) -> Result<u64, StoreError>;
 
+    /// Like [`Store::append`], but only if `fence` is still valid when the write commits
+    /// (checked in the same transaction); otherwise [`StoreError::Fenced`] and nothing is
+    /// written. Stores without leases refuse every fenced write.
+    async fn append_fenced(
+        &self,
+        key: &EntityKey,
+        events: Vec<Event>,
+        snapshot: Option<Snapshot>,
+        fence: &Fence,
+    ) -> Result<(), StoreError>;
+
+    /// Like [`Store::write_value`], but only if `fence` is still valid when the write commits
+    /// (checked in the same transaction); otherwise [`StoreError::Fenced`] and nothing is
+    /// written. Stores without leases refuse every fenced write.
+    async fn write_value_fenced(
+        &self,
+        key: &EntityKey,
+        expected_version: u64,
+        write: ValueWrite,
+        fence: &Fence,
+    ) -> Result<u64, StoreError>;
+
+    /// The store's shard leases, if it keeps any (stores shared by the nodes of a cluster).
+    fn leases(&self) -> Option<&dyn ShardLeases> {
+        None
+    }
+
     /// Succeeds if the store is reachable and answering.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -200,6 +261,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         consumer: &str,
     ) -> Result<Option<Box<dyn OffsetLease>>, StoreError>;
+}
+
+/// The refusal of a fenced write by a store that keeps no leases.
+pub fn no_leases(key: &EntityKey, store: &str) -> StoreError {
+    StoreError::InvalidWrite {
+        key: key.clone(),
+        detail: format!(
+            "{store} keeps no shard leases, so it cannot fence writes: a cluster needs a store \
+             shared by its nodes (PostgreSQL)"
+        ),
+    }
 }
 
 /// Checks the shape of an append before a backend writes it: consecutive sequence numbers

@@ -1,19 +1,26 @@
 //! The in-memory store (`--store memory`): for tests and benchmarks; nothing survives the process.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use dashmap::{DashMap, mapref::entry::Entry};
 
 use crate::event_log::{LocalLeaseGuard, LocalLeases};
 use crate::{
-    EntityKey, Event, EventLogWatch, LoggedEvent, OffsetLease, Position, Recovery, Snapshot, Store,
-    StoreError, Value, ValueWrite, check_append,
+    Clock, EntityKey, Event, EventLogWatch, Fence, Lease, LoggedEvent, OffsetLease, Position,
+    Recovery, ShardId, ShardLeases, Snapshot, Store, StoreError, SystemClock, Value, ValueWrite,
+    check_append,
 };
 
 /// Keeps journals, snapshots and values in process memory, sharded by entity so that entities
 /// never wait for each other.
-#[derive(Debug, Default)]
+///
+/// It also keeps shard leases with the same semantics as PostgreSQL's, against its [`Clock`],
+/// so that several simulated nodes sharing one `MemoryStore` are fenced exactly like proxies
+/// sharing a database: a fenced write holds the leases' read lock while it checks its fence
+/// and writes, and taking a lease needs the write lock.
+#[derive(Debug)]
 pub struct MemoryStore {
     journals: DashMap<EntityKey, Journal>,
     values: DashMap<EntityKey, Value>,
@@ -23,6 +30,29 @@ pub struct MemoryStore {
     watch: EventLogWatch,
     positions: Arc<DashMap<String, Position>>,
     leases: LocalLeases,
+    shard_leases: RwLock<Vec<LeaseRow>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_clock(Arc::new(SystemClock::default()))
+    }
+}
+
+/// One shard's lease.
+#[derive(Debug, Clone, Default)]
+struct LeaseRow {
+    owner: Option<Arc<str>>,
+    epoch: u64,
+    /// By the store's clock.
+    expires_at: Duration,
+}
+
+impl LeaseRow {
+    fn held_by(&self, owner: &str, epoch: u64, now: Duration) -> bool {
+        self.owner.as_deref() == Some(owner) && self.epoch == epoch && self.expires_at > now
+    }
 }
 
 #[derive(Debug, Default)]
@@ -33,26 +63,57 @@ struct Journal {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store whose leases expire by the process's clock.
     pub fn new() -> Self {
         Self::default()
     }
-}
 
-#[async_trait]
-impl Store for MemoryStore {
-    async fn load_journal(&self, key: &EntityKey) -> Result<Recovery, StoreError> {
-        let Some(journal) = self.journals.get(key) else {
-            return Ok(Recovery::default());
-        };
-        let after = journal.snapshot.as_ref().map_or(0, |s| s.sequence_nr) as usize;
-        Ok(Recovery {
-            snapshot: journal.snapshot.clone(),
-            events: journal.events[after..].to_vec(),
-        })
+    /// An empty store whose leases expire by `clock` (a simulation's clock).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        MemoryStore {
+            journals: DashMap::new(),
+            values: DashMap::new(),
+            logs: DashMap::new(),
+            watch: EventLogWatch::default(),
+            positions: Arc::default(),
+            leases: LocalLeases::default(),
+            shard_leases: RwLock::new(Vec::new()),
+            clock,
+        }
     }
 
-    async fn append(
+    fn read_leases(&self) -> RwLockReadGuard<'_, Vec<LeaseRow>> {
+        self.shard_leases.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_leases(&self) -> RwLockWriteGuard<'_, Vec<LeaseRow>> {
+        self.shard_leases.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `write` while holding the leases' read lock, if `fence` is valid.
+    fn fenced<T>(
+        &self,
+        key: &EntityKey,
+        fence: &Fence,
+        write: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let leases = self.read_leases();
+        let now = self.clock.now();
+        let valid = leases
+            .get(fence.shard as usize)
+            .is_some_and(|row| row.held_by(&fence.owner, fence.epoch, now));
+        if !valid {
+            return Err(StoreError::Fenced {
+                key: key.clone(),
+                detail: format!("the lease of {fence} is no longer valid"),
+            });
+        }
+        let result = write();
+        drop(leases);
+        result
+    }
+
+    fn append_now(
         &self,
         key: &EntityKey,
         events: Vec<Event>,
@@ -85,11 +146,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn load_value(&self, key: &EntityKey) -> Result<Option<Value>, StoreError> {
-        Ok(self.values.get(key).map(|value| value.clone()))
-    }
-
-    async fn write_value(
+    fn write_value_now(
         &self,
         key: &EntityKey,
         expected_version: u64,
@@ -123,6 +180,68 @@ impl Store for MemoryStore {
             }
             (Entry::Vacant(_), ValueWrite::Delete) => Ok(0),
         }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn load_journal(&self, key: &EntityKey) -> Result<Recovery, StoreError> {
+        let Some(journal) = self.journals.get(key) else {
+            return Ok(Recovery::default());
+        };
+        let after = journal.snapshot.as_ref().map_or(0, |s| s.sequence_nr) as usize;
+        Ok(Recovery {
+            snapshot: journal.snapshot.clone(),
+            events: journal.events[after..].to_vec(),
+        })
+    }
+
+    async fn append(
+        &self,
+        key: &EntityKey,
+        events: Vec<Event>,
+        snapshot: Option<Snapshot>,
+    ) -> Result<(), StoreError> {
+        self.append_now(key, events, snapshot)
+    }
+
+    async fn load_value(&self, key: &EntityKey) -> Result<Option<Value>, StoreError> {
+        Ok(self.values.get(key).map(|value| value.clone()))
+    }
+
+    async fn write_value(
+        &self,
+        key: &EntityKey,
+        expected_version: u64,
+        write: ValueWrite,
+    ) -> Result<u64, StoreError> {
+        self.write_value_now(key, expected_version, write)
+    }
+
+    async fn append_fenced(
+        &self,
+        key: &EntityKey,
+        events: Vec<Event>,
+        snapshot: Option<Snapshot>,
+        fence: &Fence,
+    ) -> Result<(), StoreError> {
+        self.fenced(key, fence, || self.append_now(key, events, snapshot))
+    }
+
+    async fn write_value_fenced(
+        &self,
+        key: &EntityKey,
+        expected_version: u64,
+        write: ValueWrite,
+        fence: &Fence,
+    ) -> Result<u64, StoreError> {
+        self.fenced(key, fence, || {
+            self.write_value_now(key, expected_version, write)
+        })
+    }
+
+    fn leases(&self) -> Option<&dyn ShardLeases> {
+        Some(self)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -180,5 +299,120 @@ impl OffsetLease for MemoryLease {
         self.positions
             .insert(self.guard.consumer().to_owned(), position);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl ShardLeases for MemoryStore {
+    async fn prepare(&self, shards: u32) -> Result<(), StoreError> {
+        let mut leases = self.write_leases();
+        if leases.len() == shards as usize {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        if !leases.is_empty()
+            && leases
+                .iter()
+                .any(|row| row.expires_at > now && row.owner.is_some())
+        {
+            return Err(StoreError::ShardCount {
+                stored: leases.len() as u32,
+                requested: shards,
+            });
+        }
+        // Epochs keep growing across a change of the count, so no old fence matches again.
+        let epoch = leases.iter().map(|row| row.epoch).max().unwrap_or(0);
+        *leases = vec![
+            LeaseRow {
+                owner: None,
+                epoch,
+                expires_at: Duration::ZERO,
+            };
+            shards as usize
+        ];
+        Ok(())
+    }
+
+    async fn acquire(
+        &self,
+        owner: &str,
+        shards: &[ShardId],
+        ttl: Duration,
+    ) -> Result<Vec<(ShardId, u64)>, StoreError> {
+        let mut leases = self.write_leases();
+        let now = self.clock.now();
+        let owner: Arc<str> = Arc::from(owner);
+        let mut taken = Vec::new();
+        for &shard in shards {
+            let Some(row) = leases.get_mut(shard as usize) else {
+                continue;
+            };
+            if row.owner.is_some() && row.expires_at > now {
+                continue;
+            }
+            row.owner = Some(owner.clone());
+            row.epoch += 1;
+            row.expires_at = now + ttl;
+            taken.push((shard, row.epoch));
+        }
+        Ok(taken)
+    }
+
+    async fn renew(
+        &self,
+        owner: &str,
+        held: &[(ShardId, u64)],
+        ttl: Duration,
+    ) -> Result<Vec<ShardId>, StoreError> {
+        let mut leases = self.write_leases();
+        let now = self.clock.now();
+        let mut renewed = Vec::new();
+        for &(shard, epoch) in held {
+            if let Some(row) = leases.get_mut(shard as usize)
+                && row.held_by(owner, epoch, now)
+            {
+                row.expires_at = now + ttl;
+                renewed.push(shard);
+            }
+        }
+        Ok(renewed)
+    }
+
+    async fn release(
+        &self,
+        owner: &str,
+        held: &[(ShardId, u64)],
+    ) -> Result<Vec<ShardId>, StoreError> {
+        let mut leases = self.write_leases();
+        let mut released = Vec::new();
+        for &(shard, epoch) in held {
+            if let Some(row) = leases.get_mut(shard as usize)
+                && row.owner.as_deref() == Some(owner)
+                && row.epoch == epoch
+            {
+                row.owner = None;
+                row.expires_at = Duration::ZERO;
+                released.push(shard);
+            }
+        }
+        Ok(released)
+    }
+
+    async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        let leases = self.read_leases();
+        let now = self.clock.now();
+        Ok(leases
+            .iter()
+            .zip(0..)
+            .map(|(row, shard)| Lease {
+                shard,
+                owner: row.owner.clone(),
+                epoch: row.epoch,
+                remaining: row
+                    .owner
+                    .as_ref()
+                    .map(|_| row.expires_at.saturating_sub(now)),
+            })
+            .collect())
     }
 }

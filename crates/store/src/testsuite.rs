@@ -24,8 +24,8 @@ use bytes::Bytes;
 use tokio::sync::Barrier;
 
 use crate::{
-    Any, EntityKey, Event, LoggedEvent, Position, Recovery, Snapshot, Store, StoreError, Value,
-    ValueWrite,
+    Any, EntityKey, Event, Fence, LoggedEvent, Position, Recovery, ShardLeases, Snapshot, Store,
+    StoreError, Value, ValueWrite,
 };
 
 /// How long one check may run before it counts as hung.
@@ -110,6 +110,11 @@ macro_rules! store_test_suite {
             event_log_has_no_gaps_under_concurrent_appends,
             event_log_watch_wakes_readers,
             offset_lease_is_exclusive_and_keeps_the_position,
+            leases_have_one_holder_and_growing_epochs,
+            an_expired_lease_is_taken_over,
+            fenced_writes_need_the_current_lease,
+            a_replaced_owner_never_writes_again,
+            the_shard_count_is_fixed_while_leases_are_held,
         ]);
     };
     (@tests $name:ident, $make:expr, [$($check:ident),* $(,)?]) => {
@@ -1029,5 +1034,408 @@ pub async fn offset_lease_is_exclusive_and_keeps_the_position(store: Arc<dyn Sto
     assert_eq!(
         other.position().await.unwrap().offset,
         u64::from(u32::MAX) * 4
+    );
+}
+
+/// How long a lease lasts in the lease checks that do not wait for expiry.
+const LONG_TTL: Duration = Duration::from_secs(60);
+
+fn fence(shard: u32, owner: &str, epoch: u64) -> Fence {
+    Fence {
+        shard,
+        owner: owner.into(),
+        epoch,
+    }
+}
+
+#[track_caller]
+fn assert_fenced<T: std::fmt::Debug>(result: Result<T, StoreError>, expected_key: &EntityKey) {
+    match result {
+        Err(StoreError::Fenced { key, .. }) => assert_eq!(&key, expected_key),
+        other => panic!("expected the write to {expected_key} to be fenced off, got {other:?}"),
+    }
+}
+
+/// The store's leases; for a store without any (one node's own store), checks instead that it
+/// refuses every fenced write and writes nothing.
+async fn leases_or_refusal(store: &Arc<dyn Store>) -> Option<&dyn ShardLeases> {
+    if let Some(leases) = store.leases() {
+        return Some(leases);
+    }
+    let key = key("fenced", "refused");
+    let refused = store
+        .append_fenced(&key, events(1..=1, "a"), None, &fence(0, "n", 1))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::InvalidWrite { .. })),
+        "{refused:?}"
+    );
+    let refused = store
+        .write_value_fenced(
+            &key,
+            0,
+            ValueWrite::Update(any("t", "v")),
+            &fence(0, "n", 1),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::InvalidWrite { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(store.load_journal(&key).await.unwrap(), Recovery::default());
+    assert_eq!(store.load_value(&key).await.unwrap(), None);
+    None
+}
+
+/// A lease is taken only while free, each taking bumps its epoch, and renewing or releasing
+/// needs the holder's id and epoch.
+pub async fn leases_have_one_holder_and_growing_epochs(store: Arc<dyn Store>) {
+    let Some(leases) = leases_or_refusal(&store).await else {
+        return;
+    };
+    leases.prepare(4).await.unwrap();
+    let all = leases.leases().await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(
+        all.iter()
+            .all(|lease| lease.owner.is_none() && lease.holder().is_none())
+    );
+    let start = all[1].epoch;
+
+    assert_eq!(
+        leases.acquire("a", &[1, 2], LONG_TTL).await.unwrap(),
+        vec![(1, start + 1), (2, all[2].epoch + 1)]
+    );
+    // Held: nobody else gets it, not even its holder a second time.
+    assert_eq!(
+        leases.acquire("b", &[1, 2, 3], LONG_TTL).await.unwrap(),
+        vec![(3, all[3].epoch + 1)]
+    );
+    assert_eq!(leases.acquire("a", &[1], LONG_TTL).await.unwrap(), vec![]);
+    let now = leases.leases().await.unwrap();
+    assert_eq!(now[1].holder().map(|o| &**o), Some("a"));
+    assert_eq!(now[3].holder().map(|o| &**o), Some("b"));
+    assert!(now[0].holder().is_none());
+
+    // Renewing needs the holder and its epoch.
+    assert_eq!(
+        leases
+            .renew("b", &[(1, start + 1)], LONG_TTL)
+            .await
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        leases.renew("a", &[(1, start)], LONG_TTL).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        leases
+            .renew("a", &[(1, start + 1), (3, all[3].epoch + 1)], LONG_TTL)
+            .await
+            .unwrap(),
+        vec![1]
+    );
+
+    // So does releasing; a released lease is free at once and the next holder gets a new epoch.
+    assert_eq!(
+        leases.release("b", &[(1, start + 1)]).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        leases.release("a", &[(1, start + 1)]).await.unwrap(),
+        vec![1]
+    );
+    assert!(leases.leases().await.unwrap()[1].holder().is_none());
+    assert_eq!(
+        leases.acquire("b", &[1], LONG_TTL).await.unwrap(),
+        vec![(1, start + 2)]
+    );
+    let now = leases.leases().await.unwrap();
+    assert_eq!(
+        (now[1].owner.as_deref(), now[1].epoch),
+        (Some("b"), start + 2)
+    );
+    // Shards that do not exist are never taken.
+    assert_eq!(
+        leases.acquire("a", &[4, 99], LONG_TTL).await.unwrap(),
+        vec![]
+    );
+}
+
+/// A lease its holder stops renewing expires by the store's clock and can then be taken over,
+/// with the next epoch; the old holder can no longer renew it.
+pub async fn an_expired_lease_is_taken_over(store: Arc<dyn Store>) {
+    let Some(leases) = leases_or_refusal(&store).await else {
+        return;
+    };
+    leases.prepare(2).await.unwrap();
+    let short = Duration::from_millis(300);
+    let [(shard, epoch)] = leases.acquire("old", &[0], short).await.unwrap()[..] else {
+        panic!("the free lease was not taken");
+    };
+    // Waits for the expiry (bounded by the test timeout), checking that the lease is never
+    // handed out while it has time left.
+    let taken = loop {
+        let before = leases.leases().await.unwrap()[0].clone();
+        let taken = leases.acquire("new", &[shard], LONG_TTL).await.unwrap();
+        if !taken.is_empty() {
+            break taken;
+        }
+        assert_eq!(before.owner.as_deref(), Some("old"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(taken, vec![(shard, epoch + 1)]);
+    assert_eq!(
+        leases
+            .renew("old", &[(shard, epoch)], LONG_TTL)
+            .await
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        leases.release("old", &[(shard, epoch)]).await.unwrap(),
+        vec![]
+    );
+    let lease = &leases.leases().await.unwrap()[0];
+    assert_eq!(lease.holder().map(|o| &**o), Some("new"));
+    assert_eq!(lease.epoch, epoch + 1);
+}
+
+/// Appends, snapshots and value writes commit with the current lease's fence, and are fenced
+/// off, writing nothing, with another owner's, another epoch's, an unheld or unknown shard's, a
+/// released or an expired lease's. (Which shard a key belongs to is the writer's business: the
+/// store checks the lease the writer names.)
+pub async fn fenced_writes_need_the_current_lease(store: Arc<dyn Store>) {
+    let Some(leases) = leases_or_refusal(&store).await else {
+        return;
+    };
+    leases.prepare(3).await.unwrap();
+    let taken = leases.acquire("a", &[0, 1], LONG_TTL).await.unwrap();
+    let (epoch, other_epoch) = (taken[0].1, taken[1].1);
+    let key = key("fenced", "entity");
+    let good = fence(0, "a", epoch);
+    store
+        .append_fenced(&key, events(1..=2, "a"), Some(snapshot(2, "a")), &good)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .write_value_fenced(&key, 0, ValueWrite::Update(any("t", "one")), &good)
+            .await
+            .unwrap(),
+        1
+    );
+    let journal = store.load_journal(&key).await.unwrap();
+    let value = store.load_value(&key).await.unwrap();
+    assert_eq!(journal.last_sequence_nr(), 2);
+
+    let bad = [
+        fence(1, "a", other_epoch + 1),
+        fence(0, "b", epoch),
+        fence(0, "a", epoch + 1),
+        fence(0, "a", epoch.saturating_sub(1)),
+        fence(2, "a", other_epoch),
+        fence(7, "a", epoch),
+    ];
+    for fence in &bad {
+        assert_fenced(
+            store
+                .append_fenced(&key, events(3..=3, "b"), Some(snapshot(3, "b")), fence)
+                .await,
+            &key,
+        );
+        assert_fenced(
+            store
+                .write_value_fenced(&key, 1, ValueWrite::Update(any("t", "lost")), fence)
+                .await,
+            &key,
+        );
+        assert_fenced(
+            store
+                .write_value_fenced(&key, 1, ValueWrite::Delete, fence)
+                .await,
+            &key,
+        );
+        assert_eq!(store.load_journal(&key).await.unwrap(), journal);
+        assert_eq!(store.load_value(&key).await.unwrap(), value);
+    }
+    // The sequence number and version checks still apply to a valid fence.
+    assert_conflict(
+        store
+            .append_fenced(&key, events(2..=2, "c"), None, &good)
+            .await,
+        &key,
+    );
+    assert_conflict(
+        store
+            .write_value_fenced(&key, 0, ValueWrite::Update(any("t", "x")), &good)
+            .await,
+        &key,
+    );
+
+    // Released: fenced off, even though nobody else has taken it.
+    assert_eq!(leases.release("a", &[(0, epoch)]).await.unwrap(), vec![0]);
+    assert_fenced(
+        store
+            .append_fenced(&key, events(3..=3, "b"), None, &good)
+            .await,
+        &key,
+    );
+
+    // Expired: fenced off too.
+    let [(shard, epoch)] = leases
+        .acquire("a", &[0], Duration::from_millis(200))
+        .await
+        .unwrap()[..]
+    else {
+        panic!("the released lease was not taken");
+    };
+    let short = fence(shard, "a", epoch);
+    store
+        .append_fenced(&key, events(3..=3, "a"), None, &short)
+        .await
+        .unwrap();
+    while leases.leases().await.unwrap()[0].holder().is_some() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_fenced(
+        store
+            .append_fenced(&key, events(4..=4, "a"), None, &short)
+            .await,
+        &key,
+    );
+    assert_eq!(
+        store.load_journal(&key).await.unwrap().last_sequence_nr(),
+        3
+    );
+}
+
+/// An owner keeps writing while another node takes its expired shard over and writes too: every
+/// write of the old owner that succeeded comes before every write of the new one, none of the
+/// old owner's writes succeeds after the takeover, and the journal never forks.
+pub async fn a_replaced_owner_never_writes_again(store: Arc<dyn Store>) {
+    let Some(leases) = leases_or_refusal(&store).await else {
+        return;
+    };
+    leases.prepare(1).await.unwrap();
+    let ttl = Duration::from_millis(300);
+    let [(_, old_epoch)] = leases.acquire("old", &[0], ttl).await.unwrap()[..] else {
+        panic!("the free lease was not taken");
+    };
+    let key = key("takeover", "entity");
+    let takeover = Arc::new(tokio::sync::Notify::new());
+    // The old owner appends one event after the other, reloading after each refusal, until it
+    // has been fenced off; it never renews.
+    let old = tokio::spawn({
+        let (store, key, takeover) = (store.clone(), key.clone(), takeover.clone());
+        async move {
+            let mut written = Vec::new();
+            let mut after_takeover = false;
+            loop {
+                let next = store.load_journal(&key).await.unwrap().last_sequence_nr() + 1;
+                let fence = fence(0, "old", old_epoch);
+                match store
+                    .append_fenced(&key, vec![event(next, "old")], None, &fence)
+                    .await
+                {
+                    Ok(()) => {
+                        assert!(
+                            !after_takeover,
+                            "the old owner wrote {next} after the takeover"
+                        );
+                        written.push(next);
+                    }
+                    Err(StoreError::Fenced { .. }) => return written,
+                    Err(StoreError::Conflict { .. }) => {}
+                    Err(other) => panic!("{other}"),
+                }
+                // Once the new owner has its lease, every further write must be refused.
+                if !after_takeover && takeover_happened(&takeover) {
+                    after_takeover = true;
+                }
+                // Paced, so that the journal stays short while the lease runs out.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    });
+    let new_epoch = loop {
+        if let [(_, epoch)] = leases.acquire("new", &[0], LONG_TTL).await.unwrap()[..] {
+            break epoch;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    takeover.notify_one();
+    assert_eq!(new_epoch, old_epoch + 1);
+    let mut new_written = Vec::new();
+    for _ in 0..20 {
+        let next = store.load_journal(&key).await.unwrap().last_sequence_nr() + 1;
+        store
+            .append_fenced(
+                &key,
+                vec![event(next, "new")],
+                None,
+                &fence(0, "new", new_epoch),
+            )
+            .await
+            .unwrap();
+        new_written.push(next);
+    }
+    let old_written = old.await.unwrap();
+    let journal = store.load_journal(&key).await.unwrap();
+    let mut expected: Vec<Event> = old_written.iter().map(|&n| event(n, "old")).collect();
+    expected.extend(new_written.iter().map(|&n| event(n, "new")));
+    assert_eq!(
+        journal.events, expected,
+        "the journal forked or lost a write"
+    );
+}
+
+/// Whether `notify` has been notified (consuming the notification).
+fn takeover_happened(notify: &tokio::sync::Notify) -> bool {
+    use std::future::Future;
+    let notified = std::pin::pin!(notify.notified());
+    let waker = std::task::Waker::noop();
+    notified
+        .poll(&mut std::task::Context::from_waker(waker))
+        .is_ready()
+}
+
+/// Setting up leases for another shard count fails while any lease is held, and works (with
+/// epochs still growing) once none is.
+pub async fn the_shard_count_is_fixed_while_leases_are_held(store: Arc<dyn Store>) {
+    let Some(leases) = leases_or_refusal(&store).await else {
+        return;
+    };
+    leases.prepare(8).await.unwrap();
+    leases.prepare(8).await.unwrap();
+    let [(_, epoch)] = leases.acquire("a", &[5], LONG_TTL).await.unwrap()[..] else {
+        panic!("the free lease was not taken");
+    };
+    match leases.prepare(16).await {
+        Err(StoreError::ShardCount { stored, requested }) => {
+            assert_eq!((stored, requested), (8, 16));
+        }
+        other => panic!("expected a shard count error, got {other:?}"),
+    }
+    assert_eq!(leases.leases().await.unwrap().len(), 8);
+    leases.release("a", &[(5, epoch)]).await.unwrap();
+    leases.prepare(16).await.unwrap();
+    let all = leases.leases().await.unwrap();
+    assert_eq!(all.len(), 16);
+    assert!(
+        all.iter()
+            .all(|lease| lease.holder().is_none() && lease.epoch >= epoch)
+    );
+    assert_fenced(
+        store
+            .append_fenced(
+                &key("count", "x"),
+                events(1..=1, "a"),
+                None,
+                &fence(5, "a", epoch),
+            )
+            .await,
+        &key("count", "x"),
     );
 }
