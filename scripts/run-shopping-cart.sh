@@ -39,10 +39,15 @@ The shopping cart is running: gRPC service com.example.shoppingcart.ShoppingCart
   target/debug/cart --target http://127.0.0.1:$HTTP_PORT get alice
   target/debug/cart --target http://127.0.0.1:$HTTP_PORT remove alice apple
 
-or with grpcurl, if you have it:
+with curl, over HTTP/JSON (the routes are the google.api.http rules of shoppingcart.proto):
 
-  grpcurl -plaintext -import-path examples/shopping-cart/proto -import-path crates/protocol/proto \\
-    -proto shoppingcart.proto -d '{"user_id":"alice","product_id":"apple","name":"Apple","quantity":2}' \\
+  curl -d '{"productId":"pear","name":"Pear","quantity":3}' 127.0.0.1:$HTTP_PORT/cart/alice/items/add
+  curl 127.0.0.1:$HTTP_PORT/carts/alice
+  curl -X POST 127.0.0.1:$HTTP_PORT/cart/alice/items/pear/remove
+
+or with grpcurl, if you have it (the proxy serves gRPC reflection):
+
+  grpcurl -plaintext -d '{"user_id":"alice","product_id":"apple","name":"Apple","quantity":2}' \\
     127.0.0.1:$HTTP_PORT com.example.shoppingcart.ShoppingCart/AddItem
 
 Ctrl-C stops both processes.

@@ -213,6 +213,22 @@ async fn every_error_is_json_with_its_status() {
     http.send_as(Method::POST, add, Some("text/plain"), r#"{"quantity": 1}"#)
         .await
         .assert_error(415, "INVALID_ARGUMENT", "text/plain");
+    // What `curl -d` sends, and no content type at all, are read as JSON.
+    let plum = r#"{"productId": "plum", "quantity": 1}"#;
+    let form = Some("application/x-www-form-urlencoded");
+    let curly = "/cart/curly/items/add";
+    for content_type in [form, None] {
+        let added = http.send_as(Method::POST, curly, content_type, plum).await;
+        assert_eq!(
+            added.status.as_u16(),
+            200,
+            "{content_type:?}: {}",
+            added.body
+        );
+    }
+    http.send_as(Method::POST, curly, form, "productId=plum&quantity=1")
+        .await
+        .assert_error(400, "INVALID_ARGUMENT", "invalid JSON");
     http.get("/carts/bob?colour=red")
         .await
         .assert_error(400, "INVALID_ARGUMENT", "colour");

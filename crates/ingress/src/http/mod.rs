@@ -125,8 +125,10 @@ pub(crate) async fn serve(State(state): State<IngressState>, request: Request) -
         .unwrap_or_else(|error| error_response(&error))
 }
 
-/// Accepts a body that is JSON: `application/json` or `*/*+json` (with parameters), or no
-/// content type at all.
+/// Accepts a body that is JSON: `application/json` or `*/*+json` (with parameters), no content
+/// type at all, or `application/x-www-form-urlencoded`, which `curl -d` sends by default (read
+/// as JSON too, as grpc-gateway and most JSON gateways do; a form body then fails as JSON with
+/// a 400 that says why).
 fn check_content_type(headers: &http::HeaderMap) -> Result<(), Error> {
     let Some(value) = headers.get(CONTENT_TYPE) else {
         return Ok(());
@@ -134,6 +136,7 @@ fn check_content_type(headers: &http::HeaderMap) -> Result<(), Error> {
     let text = value.to_str().unwrap_or_default();
     let essence = text.split(';').next().unwrap_or_default().trim();
     let json = essence.eq_ignore_ascii_case(JSON)
+        || essence.eq_ignore_ascii_case("application/x-www-form-urlencoded")
         || essence
             .rsplit_once('+')
             .is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json"));
@@ -406,7 +409,9 @@ mod tests {
     /// The shopping cart's bindings, each with its method's name.
     static CART: LazyLock<Router<String>> = LazyLock::new(|| {
         let pool = DescriptorPool::decode(shopping_cart::proto::FILE_DESCRIPTOR_SET).unwrap();
-        let service = pool.get_service_by_name(shopping_cart::SERVICE).unwrap();
+        let service = pool
+            .get_service_by_name(shopping_cart::proto::shopping_cart::NAME)
+            .unwrap();
         let mut bindings = Vec::new();
         for method in service.methods() {
             for binding in rules::bindings(&method).unwrap() {
@@ -593,14 +598,11 @@ mod tests {
             Some("application/json"),
             Some("Application/JSON; charset=utf-8"),
             Some("application/merge-patch+json"),
+            Some("application/x-www-form-urlencoded"),
         ] {
             assert!(headers(ok).is_ok(), "{ok:?}");
         }
-        for refused in [
-            "text/plain",
-            "application/x-www-form-urlencoded",
-            "application/jsonx",
-        ] {
+        for refused in ["text/plain", "multipart/form-data", "application/jsonx"] {
             let error = headers(Some(refused)).unwrap_err();
             assert_eq!(error.http_status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
         }
