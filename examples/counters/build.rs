@@ -1,7 +1,10 @@
-//! Compiles the counters example's protos: generated types and clients, and the descriptor
-//! set for discovery.
+//! Compiles the example's protos: generated types, the typed service surface and clients, and
+//! the descriptor set for discovery.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    cloudstate_build::compile_protos(&["proto/crdt_example.proto"], &["proto"])?;
+    cloudstate_build::Builder::new()
+        .include("proto")
+        .crdt_entity("com.example.crdts.CrdtExample")
+        .compile(&["proto/crdt_example.proto"])?;
     Ok(())
 }

@@ -51,7 +51,7 @@ pub fn assert_discovery_succeeded(proxy: &Proxy) {
     assert!(
         log.contains(&format!(
             "serving service={} kind=EventSourced persistence_id={}",
-            shopping_cart::SERVICE,
+            shopping_cart::proto::shopping_cart::NAME,
             shopping_cart::PERSISTENCE_ID
         )),
         "the proxy should serve the cart; its log:\n{log}"

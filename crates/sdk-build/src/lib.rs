@@ -8,8 +8,15 @@
 //!   option (`(cloudstate.entity_key)`, `(google.api.http)`, ...) byte for byte as compiled;
 //!   the proxy reads entity keys and HTTP routes from those options.
 //! - `<package>.rs` per protobuf package: prost messages implementing [`prost::Name`] (so they
-//!   convert to and from `Any`; `type_url()` is `type.googleapis.com/<full name>`) and tonic
-//!   clients for the services.
+//!   convert to and from `Any`; `type_url()` is `type.googleapis.com/<full name>`), tonic
+//!   clients for the services, and the typed surface of each service for the `cloudstate` SDK:
+//!   a module named after the service (`ShoppingCart` → `shopping_cart`) with its full name
+//!   (`NAME`) and a function per method making a typed `cloudstate::Call` (for forwards, side
+//!   effects and testkits); and, for a service declared with the kind that serves it
+//!   ([`Builder::event_sourced`], [`Builder::value_entity`], [`Builder::crdt_entity`],
+//!   [`Builder::action`]), a trait named after the service with one handler method per RPC and
+//!   the registration (`shopping_cart::entity()`, or `action(value)` for actions). A misspelt
+//!   handler, a wrong type or a missing handler is then a compile error.
 //!
 //! The Cloudstate annotation protos (`cloudstate/entity_key.proto`, `cloudstate/eventing.proto`,
 //! `google/api/annotations.proto`, `google/api/http.proto`, `google/api/httpbody.proto`) and the
@@ -18,7 +25,10 @@
 //! ```no_run
 //! // build.rs
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     cloudstate_build::compile_protos(&["proto/shoppingcart.proto"], &["proto"])?;
+//!     cloudstate_build::Builder::new()
+//!         .include("proto")
+//!         .event_sourced("com.example.shoppingcart.ShoppingCart")
+//!         .compile(&["proto/shoppingcart.proto"])?;
 //!     Ok(())
 //! }
 //! ```
@@ -32,15 +42,20 @@
 //! }
 //! ```
 //!
+//! and implements the traits (`impl proto::ShoppingCart for ShoppingCart { ... }`); the
+//! `cloudstate` SDK's documentation shows a complete entity of each kind.
+//!
 //! Generated code refers to the crates `prost`, `tonic` and `tonic-prost` (user crates depend on
 //! them), to `prost-types` for well-known types other than `Any` and `Empty`, and to the
-//! `cloudstate` SDK for `google.protobuf.Any` and `google.api.*` types (see
+//! `cloudstate` SDK for the typed services, `google.protobuf.Any` and `google.api.*` types (see
 //! [`Builder::protocol_path`]).
 //!
 //! [protox]: https://docs.rs/protox
 //! [`prost::Name`]: https://docs.rs/prost/latest/prost/trait.Name.html
 
 #![warn(missing_docs)]
+
+mod services;
 
 use std::path::{Path, PathBuf};
 
@@ -61,6 +76,15 @@ pub enum Error {
     /// Writing the descriptor set or generating code failed.
     #[error("generating code: {0}")]
     Io(std::io::Error),
+    /// A service declared with a kind ([`Builder::event_sourced`], ...) is not in the protos,
+    /// or has a method its kind does not support.
+    #[error("service {service}: {reason}")]
+    Service {
+        /// The service's full name, as declared.
+        service: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Neither [`Builder::out_dir`] nor the `OUT_DIR` environment variable (set by cargo for
     /// build scripts) gave an output directory.
     #[error("no output directory: OUT_DIR is not set (call this from a build script)")]
@@ -79,7 +103,8 @@ impl From<std::io::Error> for Error {
     }
 }
 
-/// Compiles `protos` (paths under one of `includes`) with the defaults of [`Builder`].
+/// Compiles `protos` (paths under one of `includes`) with the defaults of [`Builder`]: no
+/// service declared with a kind, so no handler traits (clients and calls only).
 ///
 /// # Errors
 ///
@@ -99,6 +124,7 @@ pub struct Builder {
     protocol_path: String,
     build_client: bool,
     extern_paths: Vec<(String, String)>,
+    kinds: Vec<(String, services::Kind)>,
 }
 
 impl Default for Builder {
@@ -109,6 +135,7 @@ impl Default for Builder {
             protocol_path: "::cloudstate::protocol".to_owned(),
             build_client: true,
             extern_paths: Vec::new(),
+            kinds: Vec::new(),
         }
     }
 }
@@ -171,6 +198,41 @@ impl Builder {
         self
     }
 
+    /// Declares `service` (full name, e.g. `com.example.shoppingcart.ShoppingCart`) an event
+    /// sourced entity: the generated trait named after it has one method per RPC taking
+    /// `&self`, the request and a `CommandContext<Self>`, and its module's `entity()`
+    /// registers a type implementing it. Its methods must be unary.
+    pub fn event_sourced(mut self, service: impl Into<String>) -> Self {
+        self.kinds
+            .push((service.into(), services::Kind::EventSourced));
+        self
+    }
+
+    /// Declares `service` a value entity: its trait's methods take `&self` (the state message),
+    /// the request and a `ValueContext<Self>`; its module's `entity()` registers it. Its methods
+    /// must be unary.
+    pub fn value_entity(mut self, service: impl Into<String>) -> Self {
+        self.kinds
+            .push((service.into(), services::Kind::ValueEntity));
+        self
+    }
+
+    /// Declares `service` a CRDT entity: its trait's methods take `&mut self`, the request and a
+    /// `CrdtContext` (a `StreamedContext` for server streaming methods); its module's
+    /// `entity()` registers it. Its methods must not stream requests.
+    pub fn crdt_entity(mut self, service: impl Into<String>) -> Self {
+        self.kinds.push((service.into(), services::Kind::Crdt));
+        self
+    }
+
+    /// Declares `service` an action: its trait's methods are `async` (they return a `Send`
+    /// future) and take `&self`, the request (a `RequestStream` when requests stream) and an
+    /// `ActionContext`; its module's `action(value)` registers a value serving every call.
+    pub fn action(mut self, service: impl Into<String>) -> Self {
+        self.kinds.push((service.into(), services::Kind::Action));
+        self
+    }
+
     /// Compiles `protos` and writes the descriptor set and the generated code.
     ///
     /// Also tells cargo to rerun the build script when any compiled file on disk changes.
@@ -227,6 +289,15 @@ impl Builder {
         for (proto_path, rust_path) in &self.extern_paths {
             config.extern_path(proto_path, rust_path);
         }
+        let mut externs = self.extern_paths.clone();
+        externs.push((
+            ".google.protobuf.Any".to_owned(),
+            format!("{}::Any", self.protocol_path),
+        ));
+        externs.push((
+            ".google.api".to_owned(),
+            format!("{}::google_api", self.protocol_path),
+        ));
         // Package `cloudstate` is the protocol crate's root; user packages may live under
         // `cloudstate.*` (the TCK's do), so only the bundled types are mapped, one by one.
         for file in files
@@ -236,10 +307,12 @@ impl Builder {
         {
             let names = file.message_type.iter().map(|message| message.name());
             for name in names.chain(file.enum_type.iter().map(|e| e.name())) {
-                config.extern_path(
+                let (proto_path, rust_path) = (
                     format!(".cloudstate.{name}"),
                     format!("{}::{name}", self.protocol_path),
                 );
+                config.extern_path(&proto_path, &rust_path);
+                externs.push((proto_path, rust_path));
             }
         }
         tonic_prost_build::configure()
@@ -248,7 +321,37 @@ impl Builder {
             .client_mod_attribute(".", "#[allow(clippy::all)]")
             .build_server(false)
             .build_client(self.build_client)
-            .compile_fds_with_config(files, config)?;
+            .compile_fds_with_config(files.clone(), config)?;
+
+        // The typed services, after each package's prost code.
+        let generated = |name: &str| {
+            let Some(file) = files.file.iter().find(|file| file.name() == name) else {
+                return false;
+            };
+            let package = format!(".{}", file.package());
+            !is_bundled(name)
+                && file.package() != "google.protobuf"
+                && !self.extern_paths.iter().any(|(proto_path, _)| {
+                    package == *proto_path
+                        || package
+                            .strip_prefix(proto_path.as_str())
+                            .is_some_and(|rest| rest.starts_with('.'))
+                })
+        };
+        let types = services::Types::new(&files, externs);
+        for (package, code) in services::generate(&files, generated, &types, &self.kinds)? {
+            let path = out_dir.join(match package.as_str() {
+                "" => "_.rs".to_owned(),
+                package => format!("{package}.rs"),
+            });
+            let mut source = std::fs::read_to_string(&path)?;
+            if let Some(start) = source.find(services::MARKER) {
+                source.truncate(start);
+            }
+            source.push_str(services::MARKER);
+            source.push_str(&code);
+            std::fs::write(&path, source)?;
+        }
         Ok(())
     }
 }
@@ -378,6 +481,136 @@ mod tests {
         assert!(!dir.join("out/other.pkg.rs").exists());
         let bytes = std::fs::read(dir.join("out").join(DESCRIPTOR_SET_FILE)).unwrap();
         assert!(bytes.windows(11).any(|w| w == b"other.proto"));
+    }
+
+    #[test]
+    fn declared_services_get_a_trait_a_registration_and_typed_calls() {
+        let tmp = scratch(&[("svc.proto", SERVICE)]);
+        let dir = tmp.path();
+        let build = || {
+            Builder::new()
+                .include(dir.join("proto"))
+                .out_dir(dir.join("out"))
+        };
+        build()
+            .event_sourced("test.svc.Counter")
+            .compile(&["svc.proto"])
+            .unwrap();
+        let code = std::fs::read_to_string(dir.join("out/test.svc.rs")).unwrap();
+        assert!(
+            code.contains("pub trait Counter: ::cloudstate::EventSourcedEntity {"),
+            "{code}"
+        );
+        assert!(code.contains(
+            "fn add(&self, request: AddRequest, ctx: &mut ::cloudstate::CommandContext<Self>) \
+             -> ::core::result::Result<::cloudstate::Reply<()>, ::cloudstate::Failure>;"
+        ));
+        assert!(code.contains("pub const NAME: &str = \"test.svc.Counter\";"));
+        assert!(code.contains("commands.add(\"Add\", <E as super::Counter>::add);"));
+        assert!(code.contains("pub fn add(request: super::AddRequest) -> ::cloudstate::Call<()>"));
+
+        // A second build replaces the services, never appends them twice.
+        build()
+            .action("test.svc.Counter")
+            .compile(&["svc.proto"])
+            .unwrap();
+        let code = std::fs::read_to_string(dir.join("out/test.svc.rs")).unwrap();
+        assert_eq!(code.matches(services::MARKER).count(), 1);
+        assert!(code.contains("pub trait Counter: ::cloudstate::Action {"));
+        assert!(code.contains("-> impl ::core::future::Future<Output = "));
+
+        // Undeclared services get only their module.
+        build().compile(&["svc.proto"]).unwrap();
+        let code = std::fs::read_to_string(dir.join("out/test.svc.rs")).unwrap();
+        assert!(!code.contains("pub trait Counter"));
+        assert!(code.contains("pub mod counter {"));
+    }
+
+    #[test]
+    fn declared_services_must_exist_and_suit_their_kind() {
+        let streamed = r#"
+            syntax = "proto3";
+            package test.stream;
+            service Feed { rpc Watch(Tick) returns (stream Tick); rpc Send(stream Tick) returns (Tick); }
+            message Tick { int64 at = 1; }
+        "#;
+        let tmp = scratch(&[("feed.proto", streamed)]);
+        let dir = tmp.path();
+        let build = || {
+            Builder::new()
+                .include(dir.join("proto"))
+                .out_dir(dir.join("out"))
+        };
+        let error = build()
+            .event_sourced("test.stream.Nope")
+            .compile(&["feed.proto"])
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("no service of this name"),
+            "{error}"
+        );
+        let error = build()
+            .value_entity("test.stream.Feed")
+            .compile(&["feed.proto"])
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "service test.stream.Feed: method Watch streams replies, which value entities do not support"
+        );
+        let error = build()
+            .crdt_entity("test.stream.Feed")
+            .compile(&["feed.proto"])
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("method Send streams requests"),
+            "{error}"
+        );
+        build()
+            .action("test.stream.Feed")
+            .compile(&["feed.proto"])
+            .unwrap();
+        let code = std::fs::read_to_string(dir.join("out/test.stream.rs")).unwrap();
+        assert!(
+            code.contains("requests: ::cloudstate::RequestStream<Tick>"),
+            "{code}"
+        );
+        assert!(code.contains("::cloudstate::ReplyStream<Tick>"));
+    }
+
+    #[test]
+    fn types_resolve_across_packages_as_prost_names_them() {
+        let files = prost_types::FileDescriptorSet {
+            file: ["a.b", "a.b.c", "a.x", "google.protobuf"]
+                .iter()
+                .map(|package| prost_types::FileDescriptorProto {
+                    package: Some((*package).to_owned()),
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        let types = services::Types::new(
+            &files,
+            vec![(".ext".to_owned(), "::ext_crate::proto".to_owned())],
+        );
+        let cases = [
+            (".a.b.Msg", "a.b", 0, "Msg"),
+            (".a.b.Msg", "a.b", 1, "super::Msg"),
+            (".a.b.Outer.Inner", "a.b", 0, "outer::Inner"),
+            (".a.b.c.Deep", "a.b", 0, "c::Deep"),
+            (".a.x.Other", "a.b", 0, "super::x::Other"),
+            (".a.b.Msg", "a.b.c", 1, "super::super::Msg"),
+            (".ext.pkg.Thing", "a.b", 0, "::ext_crate::proto::pkg::Thing"),
+            (".google.protobuf.Empty", "a.b", 0, "()"),
+            (
+                ".google.protobuf.Timestamp",
+                "a.b",
+                0,
+                "::prost_types::Timestamp",
+            ),
+        ];
+        for (name, from, depth, rust) in cases {
+            assert_eq!(types.rust(name, from, depth), rust, "{name} from {from}");
+        }
     }
 
     #[test]

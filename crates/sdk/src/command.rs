@@ -75,9 +75,9 @@ struct Handler<S, C> {
 
 /// The command handlers of a stateful entity type, by gRPC method name: state `S`, context `C`.
 ///
-/// Filled in by [`EventSourcedEntity::commands`](crate::EventSourcedEntity::commands) (as
-/// [`Commands`](crate::Commands)) and [`ValueEntity::commands`](crate::ValueEntity::commands)
-/// (as [`ValueCommands`](crate::ValueCommands)).
+/// Filled in by the code `cloudstate-build` generates, for event sourced entities (as
+/// `Commands`) and value entities (as `ValueCommands`).
+#[doc(hidden)]
 pub struct CommandHandlers<S, C> {
     handlers: HashMap<String, Handler<S, C>>,
 }

@@ -4,61 +4,70 @@
 //! (journal, snapshots, stored values) and streams it to the user function, which runs the
 //! business logic. This crate provides:
 //!
-//! - **Event sourced entities**: a state type implements [`EventSourcedEntity`]; its events are
-//!   protobuf messages gathered in an enum by [`events!`]; command handlers are plain methods
-//!   taking the decoded request and a [`CommandContext`] and returning the reply or a
-//!   [`Failure`]. Registered as [`EventSourced`].
-//! - **Value entities**: a protobuf state message implements [`ValueEntity`]; command handlers
+//! - **Event sourced entities**: a state type implements [`EventSourcedEntity`] (how events
+//!   change it, how it snapshots); its events are protobuf messages gathered in an enum by
+//!   [`events!`]; its command handlers take the decoded request and a [`CommandContext`] to
+//!   emit events. Registered as an [`EventSourced`].
+//! - **Value entities**: the state is a protobuf message ([`ValueEntity`]); command handlers
 //!   get the current state as `&self` and a [`ValueContext`] that replaces or deletes it.
-//!   Registered as [`ValueEntityService`].
+//!   Registered as a [`ValueEntityService`].
 //! - **CRDT entities**: the proxy replicates the entity's state, one of eight conflict-free
 //!   replicated data types ([`crdt`]: counters, sets, a register, a flag, a map, a vote);
-//!   handlers of a type implementing [`CrdtEntity`] read and change it through typed handles
-//!   from their [`CrdtContext`], and the SDK sends the net delta. Server streaming methods are
-//!   streamed commands ([`StreamedContext`]): their stream stays open, pushing a message when
-//!   the state changes, and may change the state when the client cancels. Registered as
+//!   handlers of a [`CrdtEntity`] read and change it through typed handles from their
+//!   [`CrdtContext`], and the SDK sends the net delta. Server streaming methods are streamed
+//!   commands ([`StreamedContext`]): their stream stays open, pushing a message when the state
+//!   changes, and may change the state when the client cancels. Registered as a
 //!   [`CrdtEntityService`].
 //! - **Actions**: stateless `async` handlers of any call shape (unary, server, client and
-//!   bidirectional streaming) on a type implementing [`Action`], with an [`ActionContext`].
-//!   Registered as [`ActionService`].
-//! - The same [`Reply`] (a message, a forward, or nothing), [`Failure`] and side effects
-//!   ([`SideEffect`], the contexts' `side_effect`) for all four kinds.
+//!   bidirectional streaming) with an [`ActionContext`]. Registered as an [`ActionService`].
+//! - The same [`Reply`] (a message, a forward, or nothing), [`Failure`] (one constructor per
+//!   gRPC status code) and side effects for all four kinds; forwards and side effects take a
+//!   typed [`Call`].
 //! - [`Server`]: serves `cloudstate.EntityDiscovery` and the protocol of each registered
-//!   service's kind; services of all kinds may share one server.
+//!   service's kind; services of all kinds may share one server;
+//!   [`serve_from_env`](Server::serve_from_env) runs it as a process in one call.
 //! - [`testkit`]: drives an entity or calls an action in a unit test exactly as the proxy
 //!   would, without one.
 //!
-//! The crate `cloudstate-build` compiles the user's protos in `build.rs`; [`include_protos!`]
-//! and [`include_descriptor_set!`] bring the results in.
+//! # The typed surface `cloudstate-build` generates
+//!
+//! `cloudstate-build` compiles the user's protos in `build.rs`, where each service is declared
+//! with the kind that serves it:
+//!
+//! ```ignore
+//! // build.rs
+//! cloudstate_build::Builder::new()
+//!     .include("proto")
+//!     .event_sourced("example.counter.Counter")
+//!     .compile(&["proto/counter.proto"])?;
+//! ```
+//!
+//! [`include_protos!`] brings in, per protobuf package, the prost messages and for each
+//! service `Counter`:
+//!
+//! - a trait `Counter` with one handler method per RPC (`fn increment(&self, request:
+//!   Increment, ctx: &mut CommandContext<Self>) -> Result<Reply<Value>, Failure>`), which the
+//!   entity (or action) type implements;
+//! - a module `counter` with the service's full name (`counter::NAME`), its registration
+//!   (`counter::entity()`, or `action(value)` for actions) and one function per RPC making a
+//!   typed [`Call`] (`counter::increment(request)`) for forwards, side effects and testkits.
+//!
+//! A misspelt method, a request or reply of the wrong type, a missing handler or a forward to a
+//! method with another reply type is a compile error (see [below](#mistakes-are-compile-errors)).
+//! [`include_descriptor_set!`] brings in the descriptor set the server reports at discovery.
 //!
 //! # An event sourced entity
 //!
-//! ```
-//! use cloudstate::{Code, CommandContext, Commands, EventSourced, EventSourcedEntity, Failure};
+//! `proto/counter.proto`: `service Counter { rpc Increment(Increment) returns (Value); rpc
+//! GetValue(GetValue) returns (Value); }` and the event `message Incremented { int64 by = 1; }`.
 //!
-//! // Generated by cloudstate-build from the service's .proto files:
-//! // pub mod proto {
-//! //     cloudstate::include_protos!("example.counter");
-//! //     pub const FILE_DESCRIPTOR_SET: &[u8] = cloudstate::include_descriptor_set!();
-//! // }
-//! # pub mod proto {
-//! #     #[derive(Clone, PartialEq, prost::Message)]
-//! #     pub struct Increment {
-//! #         #[prost(string, tag = "1")] pub counter_id: String,
-//! #         #[prost(int64, tag = "2")] pub by: i64,
-//! #     }
-//! #     #[derive(Clone, PartialEq, prost::Message)]
-//! #     pub struct GetValue { #[prost(string, tag = "1")] pub counter_id: String }
-//! #     #[derive(Clone, PartialEq, prost::Message)]
-//! #     pub struct Value { #[prost(int64, tag = "1")] pub value: i64 }
-//! #     #[derive(Clone, PartialEq, prost::Message)]
-//! #     pub struct Incremented { #[prost(int64, tag = "1")] pub by: i64 }
-//! #     macro_rules! name { ($($t:ident),*) => { $(impl prost::Name for $t {
-//! #         const NAME: &'static str = stringify!($t);
-//! #         const PACKAGE: &'static str = "example.counter";
-//! #     })* } }
-//! #     name!(Increment, GetValue, Value, Incremented);
-//! # }
+//! ```
+//! use cloudstate::{CommandContext, EventSourced, EventSourcedEntity, Failure, Reply};
+//!
+//! pub mod proto {
+//!     cloudstate::include_protos!("example.counter");
+//!     pub const FILE_DESCRIPTOR_SET: &[u8] = cloudstate::include_descriptor_set!();
+//! }
 //!
 //! cloudstate::events! {
 //!     /// What happens to a counter.
@@ -67,48 +76,15 @@
 //!     }
 //! }
 //!
-//! /// A counter that only goes up.
+//! /// A counter that only goes up; a new one is `Counter::default()`.
+//! #[derive(Default)]
 //! pub struct Counter {
 //!     value: i64,
-//! }
-//!
-//! impl Counter {
-//!     fn increment(
-//!         &self,
-//!         request: proto::Increment,
-//!         ctx: &mut CommandContext<CounterEvent>,
-//!     ) -> Result<(), Failure> {
-//!         if request.by <= 0 {
-//!             return Err(Failure::new("Increment must be positive").with_code(Code::InvalidArgument));
-//!         }
-//!         ctx.emit(proto::Incremented { by: request.by });
-//!         Ok(())
-//!     }
-//!
-//!     fn get(
-//!         &self,
-//!         _: proto::GetValue,
-//!         _: &mut CommandContext<CounterEvent>,
-//!     ) -> Result<proto::Value, Failure> {
-//!         Ok(proto::Value { value: self.value })
-//!     }
 //! }
 //!
 //! impl EventSourcedEntity for Counter {
 //!     type Event = CounterEvent;
 //!     type Snapshot = proto::Value;
-//!
-//!     fn new(_entity_id: &str) -> Self {
-//!         Counter { value: 0 }
-//!     }
-//!
-//!     fn from_snapshot(_entity_id: &str, snapshot: proto::Value) -> Self {
-//!         Counter { value: snapshot.value }
-//!     }
-//!
-//!     fn snapshot(&self) -> proto::Value {
-//!         proto::Value { value: self.value }
-//!     }
 //!
 //!     fn apply(&mut self, event: &CounterEvent) {
 //!         match event {
@@ -116,96 +92,110 @@
 //!         }
 //!     }
 //!
-//!     fn commands(commands: &mut Commands<Self>) {
-//!         commands
-//!             .add("Increment", Self::increment)
-//!             .add("GetValue", Self::get);
+//!     // Entities that never snapshot leave these two out.
+//!     fn snapshot(&self) -> Option<proto::Value> {
+//!         Some(proto::Value { value: self.value })
+//!     }
+//!
+//!     fn from_snapshot(snapshot: proto::Value) -> Option<Self> {
+//!         Some(Counter { value: snapshot.value })
+//!     }
+//! }
+//!
+//! impl proto::Counter for Counter {
+//!     fn increment(
+//!         &self,
+//!         request: proto::Increment,
+//!         ctx: &mut CommandContext<Self>,
+//!     ) -> Result<Reply<proto::Value>, Failure> {
+//!         if request.by <= 0 {
+//!             return Err(Failure::invalid_argument("Increment must be positive"));
+//!         }
+//!         ctx.emit(proto::Incremented { by: request.by });
+//!         Ok(proto::Value { value: self.value + request.by }.into())
+//!     }
+//!
+//!     fn get_value(
+//!         &self,
+//!         _: proto::GetValue,
+//!         _: &mut CommandContext<Self>,
+//!     ) -> Result<Reply<proto::Value>, Failure> {
+//!         Ok(proto::Value { value: self.value }.into())
 //!     }
 //! }
 //!
 //! /// The registration, shared by `main` and the tests.
 //! fn counter() -> EventSourced<Counter> {
-//!     EventSourced::new("example.counter.Counter").snapshot_every(100)
+//!     proto::counter::entity().snapshot_every(100)
 //! }
 //!
 //! // In main:
 //! // cloudstate::Server::new(proto::FILE_DESCRIPTOR_SET)?
 //! //     .register(counter())?
-//! //     .serve(cloudstate::address_from_env().await?)
-//! //     .await?;
+//! //     .serve_from_env()
+//! //     .await
 //!
 //! // In a test:
+//! use cloudstate::Code;
 //! use cloudstate::testkit::EventSourcedTestKit;
+//! use proto::counter::{get_value, increment};
 //!
 //! let mut kit = EventSourcedTestKit::new(counter(), "c1");
-//! let request = proto::Increment { counter_id: "c1".into(), by: 3 };
-//! let outcome = kit.command("Increment", request).unwrap();
+//! let outcome = kit.command(increment(proto::Increment { counter_id: "c1".into(), by: 3 })).unwrap();
 //! assert_eq!(outcome.events(), [CounterEvent::Incremented(proto::Incremented { by: 3 })]);
 //!
-//! let outcome = kit.command("GetValue", proto::GetValue { counter_id: "c1".into() }).unwrap();
+//! let outcome = kit.command(get_value(proto::GetValue { counter_id: "c1".into() })).unwrap();
 //! assert_eq!(outcome.reply::<proto::Value>().unwrap().value, 3);
 //!
-//! let outcome = kit.command("Increment", proto::Increment { counter_id: "c1".into(), by: 0 }).unwrap();
+//! let outcome = kit.command(increment(proto::Increment { counter_id: "c1".into(), by: 0 })).unwrap();
 //! assert_eq!(outcome.failure().unwrap().code(), Some(Code::InvalidArgument));
 //! assert!(outcome.events().is_empty());
 //! ```
 //!
 //! # A value entity
 //!
-//! ```
-//! use cloudstate::{Code, Failure, ValueCommands, ValueContext, ValueEntity, ValueEntityService};
+//! `proto/stock.proto`: `service Inventory { rpc Reserve(Reserve) returns (Stock); }`.
 //!
-//! # pub mod proto {
-//! #     #[derive(Clone, PartialEq, prost::Message)]
-//! #     pub struct Reserve {
-//! #         #[prost(string, tag = "1")] pub product_id: String,
-//! #         #[prost(int32, tag = "2")] pub quantity: i32,
-//! #     }
-//! #     #[derive(Clone, PartialEq, prost::Message)]
-//! #     pub struct Stock { #[prost(int32, tag = "1")] pub available: i32 }
-//! #     macro_rules! name { ($($t:ident),*) => { $(impl prost::Name for $t {
-//! #         const NAME: &'static str = stringify!($t);
-//! #         const PACKAGE: &'static str = "example.stock";
-//! #     })* } }
-//! #     name!(Reserve, Stock);
-//! # }
-//! // The stored state is a protobuf message; `self` is its current value.
-//! impl ValueEntity for proto::Stock {
-//!     fn commands(commands: &mut ValueCommands<Self>) {
-//!         commands.add("Reserve", Self::reserve);
-//!     }
+//! ```
+//! use cloudstate::{Failure, Reply, ValueContext, ValueEntityService};
+//!
+//! pub mod proto {
+//!     cloudstate::include_protos!("example.stock");
 //! }
 //!
-//! impl proto::Stock {
+//! // The stored state is a protobuf message; `self` is its current value (the default when
+//! // nothing is stored).
+//! impl proto::Inventory for proto::Stock {
 //!     fn reserve(
 //!         &self,
 //!         request: proto::Reserve,
 //!         ctx: &mut ValueContext<Self>,
-//!     ) -> Result<proto::Stock, Failure> {
+//!     ) -> Result<Reply<proto::Stock>, Failure> {
 //!         if request.quantity > self.available {
-//!             return Err(Failure::new("not enough stock").with_code(Code::FailedPrecondition));
+//!             return Err(Failure::failed_precondition("not enough stock"));
 //!         }
 //!         let stock = proto::Stock { available: self.available - request.quantity };
 //!         ctx.update_state(stock.clone());
-//!         Ok(stock)
+//!         Ok(stock.into())
 //!     }
 //! }
 //!
 //! fn stock() -> ValueEntityService<proto::Stock> {
-//!     ValueEntityService::new("example.stock.Inventory").persistence_id("stock")
+//!     proto::inventory::entity().persistence_id("stock")
 //! }
 //!
 //! // In a test:
+//! use cloudstate::Code;
 //! use cloudstate::testkit::{StateAction, ValueEntityTestKit};
+//! use proto::inventory::reserve;
 //!
 //! let mut kit = ValueEntityTestKit::with_state(stock(), "p1", proto::Stock { available: 5 }).unwrap();
 //! let request = proto::Reserve { product_id: "p1".into(), quantity: 2 };
-//! let outcome = kit.command("Reserve", request.clone()).unwrap();
+//! let outcome = kit.command(reserve(request.clone())).unwrap();
 //! assert_eq!(outcome.state_action(), Some(&StateAction::Update(proto::Stock { available: 3 })));
 //! assert_eq!(kit.stored(), Some(&proto::Stock { available: 3 }));
 //!
-//! let too_many = proto::Reserve { quantity: 9, ..request };
-//! let outcome = kit.command("Reserve", too_many).unwrap();
+//! let outcome = kit.command(reserve(proto::Reserve { quantity: 9, ..request })).unwrap();
 //! assert_eq!(outcome.failure().unwrap().code(), Some(Code::FailedPrecondition));
 //! assert!(outcome.state_action().is_none());
 //! ```
@@ -213,22 +203,17 @@
 //! # A CRDT entity
 //!
 //! Presence: a user is online while one of their `Connect` calls is open on some node.
+//! `proto/chat.proto`: `service Presence { rpc Connect(User) returns (stream
+//! google.protobuf.Empty); rpc Monitor(User) returns (stream OnlineStatus); }`.
 //!
 //! ```
 //! use cloudstate::crdt::{Vote, Votes};
-//! use cloudstate::{CrdtCommands, CrdtEntity, CrdtEntityService, Failure, Reply, StreamedContext};
+//! use cloudstate::{CrdtEntityService, Failure, Reply, StreamedContext};
 //!
-//! # pub mod proto {
-//! #     #[derive(Clone, PartialEq, prost::Message)]
-//! #     pub struct User { #[prost(string, tag = "1")] pub user_id: String }
-//! #     #[derive(Clone, PartialEq, prost::Message)]
-//! #     pub struct OnlineStatus { #[prost(bool, tag = "1")] pub online: bool }
-//! #     macro_rules! name { ($($t:ident),*) => { $(impl prost::Name for $t {
-//! #         const NAME: &'static str = stringify!($t);
-//! #         const PACKAGE: &'static str = "example.chat";
-//! #     })* } }
-//! #     name!(User, OnlineStatus);
-//! # }
+//! pub mod proto {
+//!     cloudstate::include_protos!("example.chat");
+//! }
+//!
 //! /// What this node knows locally: how many of the user's connections are open here. The
 //! /// entity's replicated state is a `Vote`, reached through the context.
 //! #[derive(Default)]
@@ -236,20 +221,7 @@
 //!     connections: u32,
 //! }
 //!
-//! impl CrdtEntity for Presence {
-//!     fn new(_user_id: &str) -> Self {
-//!         Presence::default()
-//!     }
-//!
-//!     fn commands(commands: &mut CrdtCommands<Self>) {
-//!         commands
-//!             .streamed("Connect", Self::connect)
-//!             .streamed("Monitor", Self::monitor);
-//!     }
-//! }
-//!
-//! impl Presence {
-//!     /// `rpc Connect(User) returns (stream google.protobuf.Empty)`
+//! impl proto::Presence for Presence {
 //!     fn connect(
 //!         &mut self,
 //!         _: proto::User,
@@ -269,12 +241,11 @@
 //!         Ok(Reply::NoReply)
 //!     }
 //!
-//!     /// `rpc Monitor(User) returns (stream OnlineStatus)`
 //!     fn monitor(
 //!         &mut self,
 //!         _: proto::User,
 //!         ctx: &mut StreamedContext<Self, proto::OnlineStatus>,
-//!     ) -> Result<proto::OnlineStatus, Failure> {
+//!     ) -> Result<Reply<proto::OnlineStatus>, Failure> {
 //!         let online = |votes: Option<Votes>| votes.is_some_and(|v| v.at_least_one());
 //!         let mut last = online(ctx.value::<Vote>()?);
 //!         // Runs after every change of the state (here, or replicated from elsewhere).
@@ -284,33 +255,34 @@
 //!                 return Ok(Reply::NoReply);
 //!             }
 //!             last = now;
-//!             Ok(Reply::Message(proto::OnlineStatus { online: now }))
+//!             Ok(proto::OnlineStatus { online: now }.into())
 //!         });
-//!         Ok(proto::OnlineStatus { online: last })
+//!         Ok(proto::OnlineStatus { online: last }.into())
 //!     }
 //! }
 //!
 //! fn presence() -> CrdtEntityService<Presence> {
-//!     CrdtEntityService::new("example.chat.Presence").persistence_id("presence")
+//!     proto::presence::entity().persistence_id("presence")
 //! }
 //!
 //! // In a test:
 //! use cloudstate::testkit::{CrdtTestKit, deltas};
+//! use proto::presence::{connect, monitor};
 //!
 //! let mut kit = CrdtTestKit::new(presence(), "ann");
 //! let ann = || proto::User { user_id: "ann".into() };
-//! let monitor = kit.streamed_command("Monitor", ann()).unwrap();
-//! assert!(!monitor.reply::<proto::OnlineStatus>().unwrap().online);
+//! let watching = kit.streamed_command(monitor(ann())).unwrap();
+//! assert!(!watching.reply::<proto::OnlineStatus>().unwrap().online);
 //!
-//! let connect = kit.streamed_command("Connect", ann()).unwrap();
-//! assert!(connect.streamed());
-//! assert_eq!(connect.delta(), Some(&deltas::vote(true, 0, 0)));
-//! let pushed = &connect.streamed_messages()[0];
+//! let connected = kit.streamed_command(connect(ann())).unwrap();
+//! assert!(connected.streamed());
+//! assert_eq!(connected.delta(), Some(&deltas::vote(true, 0, 0)));
+//! let pushed = &connected.streamed_messages()[0];
 //! assert!(pushed.reply::<proto::OnlineStatus>().unwrap().online);
 //!
-//! let disconnect = kit.cancel(connect.command_id()).unwrap();
-//! assert_eq!(disconnect.delta(), Some(&deltas::vote(false, 0, 0)));
-//! assert_eq!(kit.stream(monitor.command_id()).len(), 2);
+//! let disconnected = kit.cancel(connected.command_id()).unwrap();
+//! assert_eq!(disconnected.delta(), Some(&deltas::vote(false, 0, 0)));
+//! assert_eq!(kit.stream(watching.command_id()).len(), 2);
 //!
 //! // Another node's vote arrives as a delta.
 //! let pushed = kit.delta(deltas::vote(false, 1, 2)).unwrap();
@@ -319,80 +291,151 @@
 //!
 //! # An action
 //!
+//! `proto/shop.proto` (package `example.shop`, importing the inventory's `example.stock`):
+//! `service Shop { rpc Greet(Text) returns (Text); rpc Order(example.stock.Reserve) returns
+//! (example.stock.Stock); rpc Audit(example.stock.Reserve) returns (Text); rpc Shout(stream
+//! Text) returns (stream Text); }`.
+//!
 //! ```
-//! use cloudstate::{Action, ActionCommands, ActionContext, ActionService, Failure, Reply};
-//! use cloudstate::{ReplyStream, RequestStream};
+//! use cloudstate::{ActionContext, ActionService, Failure, Reply, ReplyStream, RequestStream};
 //! use tokio_stream::StreamExt;
 //!
-//! # pub mod proto {
-//! #     #[derive(Clone, PartialEq, prost::Message)]
-//! #     pub struct Text { #[prost(string, tag = "1")] pub text: String }
-//! #     #[derive(Clone, PartialEq, prost::Message)]
-//! #     pub struct Order { #[prost(string, tag = "1")] pub product_id: String }
-//! #     #[derive(Clone, PartialEq, prost::Message)]
-//! #     pub struct Stock { #[prost(int32, tag = "1")] pub available: i32 }
-//! #     macro_rules! name { ($($t:ident),*) => { $(impl prost::Name for $t {
-//! #         const NAME: &'static str = stringify!($t);
-//! #         const PACKAGE: &'static str = "example.shop";
-//! #     })* } }
-//! #     name!(Text, Order, Stock);
-//! # }
+//! // One module per package, nested as the packages are.
+//! pub mod example {
+//!     pub mod shop {
+//!         cloudstate::include_protos!("example.shop");
+//!     }
+//!     pub mod stock {
+//!         cloudstate::include_protos!("example.stock");
+//!     }
+//! }
+//! use example::{shop, stock};
+//!
 //! /// Shared by every call: a good place for clients of other services.
 //! pub struct Shop {
 //!     greeting: String,
 //! }
 //!
-//! impl Shop {
-//!     async fn greet(&self, name: proto::Text, ctx: &mut ActionContext) -> Result<proto::Text, Failure> {
+//! impl shop::Shop for Shop {
+//!     async fn greet(
+//!         &self,
+//!         name: shop::Text,
+//!         ctx: &mut ActionContext,
+//!     ) -> Result<Reply<shop::Text>, Failure> {
 //!         let language = ctx.metadata().get("accept-language").unwrap_or("en");
-//!         Ok(proto::Text { text: format!("{} {} ({language})", self.greeting, name.text) })
+//!         Ok(shop::Text { text: format!("{} {} ({language})", self.greeting, name.text) }.into())
 //!     }
 //!
-//!     /// Forwards to another service, and asks the proxy to notify a third one first.
-//!     async fn order(&self, order: proto::Order, ctx: &mut ActionContext) -> Result<Reply<proto::Stock>, Failure> {
-//!         ctx.side_effect("example.shop.Audit", "Log", &order, false);
-//!         Ok(Reply::forward("example.stock.Inventory", "Reserve", &order))
+//!     /// Has the proxy call `Audit` first, then forwards to the inventory.
+//!     async fn order(
+//!         &self,
+//!         order: stock::Reserve,
+//!         ctx: &mut ActionContext,
+//!     ) -> Result<Reply<stock::Stock>, Failure> {
+//!         ctx.side_effect(shop::shop::audit(order.clone()).synchronous());
+//!         Ok(Reply::forward(stock::inventory::reserve(order)))
+//!     }
+//!
+//!     async fn audit(
+//!         &self,
+//!         order: stock::Reserve,
+//!         _: &mut ActionContext,
+//!     ) -> Result<Reply<shop::Text>, Failure> {
+//!         Ok(shop::Text { text: format!("{} x {}", order.quantity, order.product_id) }.into())
 //!     }
 //!
 //!     /// Bidirectional: one upper-cased text per text received.
 //!     async fn shout(
 //!         &self,
-//!         texts: RequestStream<proto::Text>,
+//!         texts: RequestStream<shop::Text>,
 //!         _: &mut ActionContext,
-//!     ) -> Result<ReplyStream<proto::Text>, Failure> {
-//!         Ok(ReplyStream::new(texts.map(|t| Ok::<_, Failure>(proto::Text { text: t.text.to_uppercase() }))))
+//!     ) -> Result<ReplyStream<shop::Text>, Failure> {
+//!         let shouted = texts.map(|t| Ok::<_, Failure>(shop::Text { text: t.text.to_uppercase() }));
+//!         Ok(ReplyStream::new(shouted))
 //!     }
 //! }
 //!
-//! impl Action for Shop {
-//!     fn commands(commands: &mut ActionCommands<Self>) {
-//!         commands
-//!             .unary("Greet", Self::greet)
-//!             .unary("Order", Self::order)
-//!             .streamed("Shout", Self::shout);
-//!     }
-//! }
-//!
-//! fn shop() -> ActionService<Shop> {
-//!     ActionService::new("example.shop.Shop", Shop { greeting: "Hello".into() })
+//! fn action() -> ActionService<Shop> {
+//!     shop::shop::action(Shop { greeting: "Hello".into() })
 //! }
 //!
 //! // In a test:
 //! use cloudstate::testkit::ActionTestKit;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! let kit = ActionTestKit::new(shop()).with_metadata("accept-language", "fr");
-//! let hello = kit.unary("Greet", proto::Text { text: "Ann".into() }).await.unwrap();
-//! assert_eq!(hello.reply::<proto::Text>().unwrap().text, "Hello Ann (fr)");
+//! let kit = ActionTestKit::new(action()).with_metadata("accept-language", "fr");
+//! let hello = kit.unary(shop::shop::greet(shop::Text { text: "Ann".into() })).await.unwrap();
+//! assert_eq!(hello.reply::<shop::Text>().unwrap().text, "Hello Ann (fr)");
 //!
-//! let order = kit.unary("Order", proto::Order { product_id: "p1".into() }).await.unwrap();
-//! assert_eq!(order.forward().unwrap().method, "Reserve");
-//! assert_eq!(order.side_effects()[0].service, "example.shop.Audit");
+//! let order = stock::Reserve { product_id: "p1".into(), quantity: 2 };
+//! let ordered = kit.unary(shop::shop::order(order)).await.unwrap();
+//! assert_eq!(ordered.forward().unwrap().method, "Reserve");
+//! assert_eq!(ordered.side_effects()[0].method, "Audit");
 //!
-//! let texts = ["a", "b"].map(|t| proto::Text { text: t.into() });
-//! let shouted = kit.streamed("Shout", texts).await.unwrap();
-//! assert_eq!(shouted[1].reply::<proto::Text>().unwrap().text, "B");
+//! let texts = ["a", "b"].map(|t| shop::Text { text: t.into() });
+//! let shouted = kit.streamed(shop::shop::shout, texts).await.unwrap();
+//! assert_eq!(shouted[1].reply::<shop::Text>().unwrap().text, "B");
 //! # });
+//! ```
+//!
+//! # Mistakes are compile errors
+//!
+//! A misspelt handler is not a method of the service's trait:
+//!
+//! ```compile_fail,E0407
+//! # pub mod proto { cloudstate::include_protos!("example.stock"); }
+//! # use cloudstate::{Failure, Reply, ValueContext};
+//! impl proto::Inventory for proto::Stock {
+//!     fn reserve(&self, _: proto::Reserve, _: &mut ValueContext<Self>) -> Result<Reply<proto::Stock>, Failure> {
+//!         Ok(self.clone().into())
+//!     }
+//!     fn reserv(&self, _: proto::Reserve, _: &mut ValueContext<Self>) -> Result<Reply<proto::Stock>, Failure> {
+//!         Ok(self.clone().into())
+//!     }
+//! }
+//! ```
+//!
+//! A handler taking or returning another type than its method's does not implement it:
+//!
+//! ```compile_fail,E0053
+//! # pub mod proto { cloudstate::include_protos!("example.stock"); }
+//! # use cloudstate::{Failure, Reply, ValueContext};
+//! impl proto::Inventory for proto::Stock {
+//!     fn reserve(&self, _: proto::Stock, _: &mut ValueContext<Self>) -> Result<Reply<proto::Stock>, Failure> {
+//!         Ok(self.clone().into())
+//!     }
+//! }
+//! ```
+//!
+//! A missing handler leaves the trait unimplemented:
+//!
+//! ```compile_fail,E0046
+//! # pub mod proto { cloudstate::include_protos!("example.counter"); }
+//! # use cloudstate::{CommandContext, Failure, Reply};
+//! # #[derive(Default)] struct Counter;
+//! # cloudstate::events! { enum Event { Incremented(proto::Incremented) } }
+//! # impl cloudstate::EventSourcedEntity for Counter {
+//! #     type Event = Event;
+//! #     type Snapshot = ();
+//! #     fn apply(&mut self, _: &Event) {}
+//! # }
+//! impl proto::Counter for Counter {
+//!     fn increment(&self, _: proto::Increment, _: &mut CommandContext<Self>) -> Result<Reply<proto::Value>, Failure> {
+//!         Ok(proto::Value { value: 1 }.into())
+//!     }
+//!     // No get_value.
+//! }
+//! ```
+//!
+//! A forward must go to a method with the same reply type (`Reserve` replies a `Stock`):
+//!
+//! ```compile_fail,E0308
+//! # pub mod proto { cloudstate::include_protos!("example.counter"); }
+//! # pub mod stock { cloudstate::include_protos!("example.stock"); }
+//! # fn forward() -> cloudstate::Reply<proto::Value> {
+//! let reserve = stock::Reserve { product_id: "p1".into(), quantity: 1 };
+//! cloudstate::Reply::forward(stock::inventory::reserve(reserve))
+//! # }
 //! ```
 //!
 //! # Wire facts
@@ -442,24 +485,21 @@ pub mod testkit;
 mod valueentity;
 
 pub use action::{
-    Action, ActionCommands, ActionContext, ActionHandler, ActionReply, ActionService, ReplySender,
-    ReplyStream, RequestStream,
+    Action, ActionContext, ActionReply, ActionService, ReplySender, ReplyStream, RequestStream,
 };
 pub use cloudstate_protocol as protocol;
-pub use command::CommandHandlers;
 pub use crdt::{
-    ChangeContext, CrdtCommands, CrdtContext, CrdtEntity, CrdtEntityService, StreamedContext,
-    WriteConsistency,
+    ChangeContext, CrdtContext, CrdtEntity, CrdtEntityService, StreamedContext, WriteConsistency,
 };
 pub use error::Error;
-pub use eventsourced::{CommandContext, Commands, Event, EventSourced, EventSourcedEntity};
+pub use eventsourced::{CommandContext, Event, EventSourced, EventSourcedEntity};
 pub use metadata::Metadata;
-pub use reply::{Failure, Forward, IntoReply, Reply, SideEffect};
+pub use reply::{Call, Failure, Forward, IntoReply, Reply, SideEffect};
 pub use server::{SUPPORT_LIBRARY_NAME, Server, address_from_env};
 pub use service::Service;
 /// gRPC status codes, for [`Failure::with_code`].
 pub use tonic::Code;
-pub use valueentity::{ValueCommands, ValueContext, ValueEntity, ValueEntityService};
+pub use valueentity::{ValueContext, ValueEntity, ValueEntityService};
 
 /// Includes the code `cloudstate-build` generated for one protobuf package (messages and
 /// clients), e.g. `cloudstate::include_protos!("com.example.shoppingcart");`.

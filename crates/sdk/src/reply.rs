@@ -2,6 +2,7 @@
 //! nothing), side effects, and failures.
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use cloudstate_protocol::{self as protocol, Any};
 use prost::{Message, Name};
@@ -23,20 +24,100 @@ pub enum Reply<M> {
 }
 
 impl<M> Reply<M> {
-    /// Forwards the command to `service` (full name) `method` with `request` as its input.
+    /// Hands the command over to `call` (a method with the same output type, from the
+    /// generated code: `proto::inventory::reserve(request)`); its reply becomes this
+    /// command's.
     ///
     /// The proxy executes the forward after this command's state change (events, value) is
     /// durable and its side effects ran.
-    pub fn forward<R: Message + Name>(
-        service: impl Into<String>,
-        method: impl Into<String>,
-        request: &R,
+    pub fn forward(call: Call<M>) -> Self {
+        Reply::Forward(call.into_forward())
+    }
+}
+
+impl<M> From<M> for Reply<M> {
+    fn from(message: M) -> Self {
+        Reply::Message(message)
+    }
+}
+
+/// A call of one method of a service, typed by the method's output `Out`: what a forward
+/// ([`Reply::forward`]) or a side effect (the contexts' `side_effect`) targets, and what the
+/// testkits run.
+///
+/// `cloudstate-build` generates a function per method that makes one, e.g.
+/// `proto::shopping_cart::add_item(request)`, so the service, the method and the request
+/// type are checked by the compiler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call<Out> {
+    service: &'static str,
+    method: &'static str,
+    payload: Any,
+    output: PhantomData<fn() -> Out>,
+}
+
+impl<Out> Call<Out> {
+    /// A call of `service` (full name) `method` with `request`. For generated code.
+    #[doc(hidden)]
+    pub fn new<In: Message + Name>(
+        service: &'static str,
+        method: &'static str,
+        request: &In,
     ) -> Self {
-        Reply::Forward(Forward {
-            service: service.into(),
-            method: method.into(),
+        Call {
+            service,
+            method,
             payload: Any::from_message(request),
-        })
+            output: PhantomData,
+        }
+    }
+
+    /// Full name of the called service.
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
+    /// Name of the called method.
+    pub fn method(&self) -> &'static str {
+        self.method
+    }
+
+    /// The request, as sent.
+    pub fn payload(&self) -> &Any {
+        &self.payload
+    }
+
+    /// As a side effect the proxy waits for before answering the client (and whose failure
+    /// fails the command); a `Call` used as a side effect as it is is asynchronous.
+    pub fn synchronous(self) -> SideEffect {
+        SideEffect {
+            synchronous: true,
+            ..self.into()
+        }
+    }
+
+    pub(crate) fn into_parts(self) -> (&'static str, &'static str, Any) {
+        (self.service, self.method, self.payload)
+    }
+
+    fn into_forward(self) -> Forward {
+        Forward {
+            service: self.service.to_owned(),
+            method: self.method.to_owned(),
+            payload: self.payload,
+        }
+    }
+}
+
+/// An asynchronous side effect: the proxy calls the method and does not wait for it.
+impl<Out> From<Call<Out>> for SideEffect {
+    fn from(call: Call<Out>) -> Self {
+        SideEffect {
+            service: call.service.to_owned(),
+            method: call.method.to_owned(),
+            payload: call.payload,
+            synchronous: false,
+        }
     }
 }
 
@@ -115,8 +196,10 @@ impl Forward {
 /// A further call the proxy makes on a handler's behalf, after the command's state change is
 /// durable and before the client gets its answer; its result is ignored.
 ///
-/// Handlers add them with their context's `side_effect` method (every kind of context has one);
-/// streamed action replies carry their own ([`ActionReply::with_side_effect`](crate::ActionReply::with_side_effect)).
+/// Made from a [`Call`]: as it is (asynchronous) or with [`Call::synchronous`]. Handlers add
+/// them with their context's `side_effect` method (every kind of context has one); streamed
+/// action replies carry their own
+/// ([`ActionReply::with_side_effect`](crate::ActionReply::with_side_effect)).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SideEffect {
     /// Full name of the service to call.
@@ -130,22 +213,6 @@ pub struct SideEffect {
 }
 
 impl SideEffect {
-    /// A call of `service` (full name) `method` with `request`; `synchronous` makes the proxy
-    /// wait for it before answering the client (and fail the command if it fails).
-    pub fn new<R: Message + Name>(
-        service: impl Into<String>,
-        method: impl Into<String>,
-        request: &R,
-        synchronous: bool,
-    ) -> Self {
-        SideEffect {
-            service: service.into(),
-            method: method.into(),
-            payload: Any::from_message(request),
-            synchronous,
-        }
-    }
-
     pub(crate) fn into_proto(self) -> protocol::SideEffect {
         protocol::SideEffect {
             service_name: self.service,
@@ -179,7 +246,9 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// A failure the client sees as gRPC `UNKNOWN` with `description` (HTTP 500).
+    /// A failure the client sees as gRPC `UNKNOWN` with `description` (HTTP 500): the only
+    /// kind the original protocol knows. The constructors named after the other status codes
+    /// (`Failure::not_found`, `Failure::invalid_argument`, ...) choose the code.
     pub fn new(description: impl Into<String>) -> Self {
         Failure {
             description: description.into(),
@@ -188,10 +257,86 @@ impl Failure {
         }
     }
 
+    /// A failure the client sees as gRPC `CANCELLED` with `description`.
+    pub fn cancelled(description: impl Into<String>) -> Self {
+        Failure::new(description).with_code(Code::Cancelled)
+    }
+
+    /// A failure the client sees as gRPC `INVALID_ARGUMENT` with `description`.
+    pub fn invalid_argument(description: impl Into<String>) -> Self {
+        Failure::new(description).with_code(Code::InvalidArgument)
+    }
+
+    /// A failure the client sees as gRPC `DEADLINE_EXCEEDED` with `description`.
+    pub fn deadline_exceeded(description: impl Into<String>) -> Self {
+        Failure::new(description).with_code(Code::DeadlineExceeded)
+    }
+
+    /// A failure the client sees as gRPC `NOT_FOUND` with `description`.
+    pub fn not_found(description: impl Into<String>) -> Self {
+        Failure::new(description).with_code(Code::NotFound)
+    }
+
+    /// A failure the client sees as gRPC `ALREADY_EXISTS` with `description`.
+    pub fn already_exists(description: impl Into<String>) -> Self {
+        Failure::new(description).with_code(Code::AlreadyExists)
+    }
+
+    /// A failure the client sees as gRPC `PERMISSION_DENIED` with `description`.
+    pub fn permission_denied(description: impl Into<String>) -> Self {
+        Failure::new(description).with_code(Code::PermissionDenied)
+    }
+
+    /// A failure the client sees as gRPC `RESOURCE_EXHAUSTED` with `description`.
+    pub fn resource_exhausted(description: impl Into<String>) -> Self {
+        Failure::new(description).with_code(Code::ResourceExhausted)
+    }
+
+    /// A failure the client sees as gRPC `FAILED_PRECONDITION` with `description`.
+    pub fn failed_precondition(description: impl Into<String>) -> Self {
+        Failure::new(description).with_code(Code::FailedPrecondition)
+    }
+
+    /// A failure the client sees as gRPC `ABORTED` with `description`.
+    pub fn aborted(description: impl Into<String>) -> Self {
+        Failure::new(description).with_code(Code::Aborted)
+    }
+
+    /// A failure the client sees as gRPC `OUT_OF_RANGE` with `description`.
+    pub fn out_of_range(description: impl Into<String>) -> Self {
+        Failure::new(description).with_code(Code::OutOfRange)
+    }
+
+    /// A failure the client sees as gRPC `UNIMPLEMENTED` with `description`.
+    pub fn unimplemented(description: impl Into<String>) -> Self {
+        Failure::new(description).with_code(Code::Unimplemented)
+    }
+
+    /// A failure the client sees as gRPC `INTERNAL` with `description`.
+    pub fn internal(description: impl Into<String>) -> Self {
+        Failure::new(description).with_code(Code::Internal)
+    }
+
+    /// A failure the client sees as gRPC `UNAVAILABLE` with `description`.
+    pub fn unavailable(description: impl Into<String>) -> Self {
+        Failure::new(description).with_code(Code::Unavailable)
+    }
+
+    /// A failure the client sees as gRPC `DATA_LOSS` with `description`.
+    pub fn data_loss(description: impl Into<String>) -> Self {
+        Failure::new(description).with_code(Code::DataLoss)
+    }
+
+    /// A failure the client sees as gRPC `UNAUTHENTICATED` with `description`.
+    pub fn unauthenticated(description: impl Into<String>) -> Self {
+        Failure::new(description).with_code(Code::Unauthenticated)
+    }
+
     /// Sets the gRPC status code the client sees instead of `UNKNOWN` (this implementation's
-    /// protocol extension `Failure.grpc_status_code`; the original proxy ignores it).
+    /// protocol extension `Failure.grpc_status_code`; the original proxy ignores it), for a
+    /// code known only at run time.
     pub fn with_code(mut self, code: Code) -> Self {
-        self.code = Some(code);
+        self.code = (code != Code::Unknown).then_some(code);
         self
     }
 

@@ -53,29 +53,27 @@ const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = u32::MAX;
 /// ([`ActionService`](crate::ActionService))), together on one port.
 ///
 /// ```no_run
-/// # async fn run(descriptor_set: &'static [u8]) -> Result<(), cloudstate::Error> {
-/// # struct Cart;
-/// # impl cloudstate::EventSourcedEntity for Cart {
-/// #     type Event = Event; type Snapshot = ();
-/// #     fn new(_: &str) -> Self { Cart }
-/// #     fn from_snapshot(_: &str, _: ()) -> Self { Cart }
-/// #     fn snapshot(&self) {}
+/// # pub mod proto { cloudstate::include_protos!("example.counter"); }
+/// # #[derive(Default)] struct Counter;
+/// # cloudstate::events! { enum Event { Incremented(proto::Incremented) } }
+/// # impl cloudstate::EventSourcedEntity for Counter {
+/// #     type Event = Event;
+/// #     type Snapshot = ();
 /// #     fn apply(&mut self, _: &Event) {}
-/// #     fn commands(_: &mut cloudstate::Commands<Self>) {}
 /// # }
-/// # cloudstate::events! { enum Event { E(()) } }
-/// # struct Checkout;
-/// # impl cloudstate::Action for Checkout {
-/// #     fn commands(_: &mut cloudstate::ActionCommands<Self>) {}
+/// # use cloudstate::{CommandContext, Failure, Reply};
+/// # impl proto::Counter for Counter {
+/// #     fn increment(&self, _: proto::Increment, _: &mut CommandContext<Self>) -> Result<Reply<proto::Value>, Failure> { unimplemented!() }
+/// #     fn get_value(&self, _: proto::GetValue, _: &mut CommandContext<Self>) -> Result<Reply<proto::Value>, Failure> { unimplemented!() }
 /// # }
-/// let cart = cloudstate::EventSourced::<Cart>::new("com.example.shoppingcart.ShoppingCart")
-///     .persistence_id("shopping-cart")
+/// # async fn run(descriptor_set: &'static [u8]) -> Result<(), cloudstate::Error> {
+/// let counter = proto::counter::entity::<Counter>()
+///     .persistence_id("counters")
 ///     .snapshot_every(5);
-/// let checkout = cloudstate::ActionService::new("com.example.checkout.Checkout", Checkout);
 /// cloudstate::Server::new(descriptor_set)?
-///     .register(cart)?
-///     .register(checkout)?
-///     .serve(cloudstate::address_from_env().await?)
+///     .register(counter)?
+///     .service_info(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+///     .serve_from_env()
 ///     .await
 /// # }
 /// ```
@@ -138,6 +136,37 @@ impl Server {
     pub fn max_concurrent_streams(mut self, max: u32) -> Self {
         self.max_concurrent_streams = max;
         self
+    }
+
+    /// Runs the user function as a process of its own would: logs to stderr filtered by
+    /// `RUST_LOG` (default `info`; unless the program installed a logger already), binds the
+    /// address of [`address_from_env`] (`HOST`, `PORT`, default `127.0.0.1:8080`) and serves
+    /// until Ctrl-C or SIGTERM, then finishes open calls.
+    ///
+    /// ```no_run
+    /// # fn server() -> Result<cloudstate::Server, cloudstate::Error> { unimplemented!() }
+    /// #[tokio::main]
+    /// async fn main() -> Result<(), cloudstate::Error> {
+    ///     server()?.serve_from_env().await
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Address`] when `HOST`/`PORT` are not an address or binding it fails,
+    /// [`Error::Transport`] when the server fails.
+    pub async fn serve_from_env(self) -> Result<(), Error> {
+        // Fails only when the program installed a logger of its own, which then stays.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init();
+        let addr = address_from_env().await?;
+        self.serve(addr).await
     }
 
     /// Binds `addr` and serves until Ctrl-C or SIGTERM, then finishes open calls.
@@ -759,7 +788,10 @@ mod tests {
         assert!(server().register(model()).is_ok());
         let twice = server().register(model()).unwrap().register(model());
         assert!(matches!(twice, Err(Error::InvalidEntity { .. })));
-        let unknown = server().register(EventSourced::<test_entity::Model>::new("test.model.Nope"));
+        let unknown = server().register(EventSourced::<test_entity::Model>::new(
+            "test.model.Nope",
+            test_entity::Model::commands,
+        ));
         assert!(matches!(unknown, Err(Error::InvalidEntity { .. })));
         assert!(matches!(
             Server::new(vec![0xff, 0xff]),
@@ -772,12 +804,13 @@ mod tests {
             .and_then(|s| s.register(action_model()));
         assert!(all.is_ok());
         let clash = server().register(value_model()).unwrap().register(
-            crate::ValueEntityService::<State>::new(test_entity::VALUE_SERVICE),
+            crate::ValueEntityService::<State>::new(test_entity::VALUE_SERVICE, State::commands),
         );
         assert!(matches!(clash, Err(Error::InvalidEntity { .. })));
         // The action's service is streamed: no entity may serve it.
         let streamed = server().register(crate::ValueEntityService::<State>::new(
             test_entity::ACTION_SERVICE,
+            State::commands,
         ));
         match streamed {
             Err(Error::InvalidEntity { reason, .. }) => {
@@ -791,6 +824,7 @@ mod tests {
         // CRDT entities have server streaming methods, not client streaming ones.
         let client_streaming = server().register(crate::CrdtEntityService::<CrdtModel>::new(
             test_entity::ACTION_SERVICE,
+            CrdtModel::commands,
         ));
         match client_streaming {
             Err(Error::InvalidEntity { reason, .. }) => assert_eq!(

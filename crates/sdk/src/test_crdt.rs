@@ -17,18 +17,19 @@
 
 use cloudstate_crdt::View;
 
+use crate::crdt::CrdtCommands;
 use crate::crdt::{
     Clock, Crdt, CrdtContext, Flag, GCounter, GSet, LwwRegister, OrMap, OrSet, PnCounter,
     StreamedContext, Vote,
 };
-use crate::test_entity::{Request, State};
-use crate::{CrdtCommands, CrdtEntity, CrdtEntityService, Failure, Reply};
+use crate::test_entity::{Request, State, call};
+use crate::{CrdtEntityService, Failure, Reply};
 
 pub(crate) const CRDT_SERVICE: &str = "test.model.CrdtModel";
 
 /// The registration of the CRDT entity the tests use.
 pub(crate) fn crdt_model() -> CrdtEntityService<CrdtModel> {
-    CrdtEntityService::new(CRDT_SERVICE).persistence_id("crdts")
+    CrdtEntityService::new(CRDT_SERVICE, CrdtModel::commands).persistence_id("crdts")
 }
 
 /// The entity: it counts the commands it ran (local state, not replicated).
@@ -37,13 +38,8 @@ pub(crate) struct CrdtModel {
     commands: u32,
 }
 
-impl CrdtEntity for CrdtModel {
-    fn new(entity_id: &str) -> Self {
-        assert_ne!(entity_id, "boom", "new refuses boom");
-        CrdtModel::default()
-    }
-
-    fn commands(commands: &mut CrdtCommands<Self>) {
+impl CrdtModel {
+    pub(crate) fn commands(commands: &mut CrdtCommands<Self>) {
         commands
             .add("Process", Self::process)
             .streamed("Watch", Self::watch);
@@ -66,7 +62,7 @@ impl CrdtModel {
             }
         }
         Ok(match forward {
-            Some(target) => Reply::forward("test.model.Two", "Call", &State { value: target }),
+            Some(target) => Reply::forward(call("test.model.Two", "Call", &request_of(&target))),
             None => Reply::Message(State {
                 value: render(ctx.view()),
             }),
@@ -112,7 +108,7 @@ impl CrdtModel {
                     "on change panics at {state}"
                 );
                 if let Some(effect) = &effect {
-                    change.side_effect(CRDT_SERVICE, "Process", &request_of(effect), false);
+                    change.side_effect(call(CRDT_SERVICE, "Process", &request_of(effect)));
                 }
                 if Some(&state) == end.as_ref() {
                     change.end_stream();
@@ -126,7 +122,9 @@ impl CrdtModel {
             });
             if let Some(op) = option("cancel:") {
                 ctx.on_cancel(move |_: &mut CrdtModel, ctx| {
-                    ctx.side_effect(CRDT_SERVICE, "Process", &request_of("cancelled"), true);
+                    ctx.side_effect(
+                        call(CRDT_SERVICE, "Process", &request_of("cancelled")).synchronous(),
+                    );
                     if let Err(failure) = apply(ctx, &op) {
                         panic!("cancel op failed: {failure}");
                     }
@@ -193,9 +191,9 @@ fn apply(ctx: &mut CrdtContext, op: &str) -> Result<(), Failure> {
         "all" => ctx.set_write_consistency(crate::WriteConsistency::All),
         _ => {
             if let Some(target) = op.strip_prefix("effect:") {
-                ctx.side_effect(CRDT_SERVICE, "Process", &request_of(target), false);
+                ctx.side_effect(call(CRDT_SERVICE, "Process", &request_of(target)));
             } else if let Some(target) = op.strip_prefix("sync:") {
-                ctx.side_effect(CRDT_SERVICE, "Process", &request_of(target), true);
+                ctx.side_effect(call(CRDT_SERVICE, "Process", &request_of(target)).synchronous());
             } else {
                 apply_map(ctx, op)?;
             }

@@ -5,10 +5,13 @@
 use prost::Name;
 use tokio_stream::StreamExt;
 
+use crate::action::ActionCommands;
+use crate::eventsourced::Commands;
+use crate::valueentity::ValueCommands;
 use crate::{
-    Action, ActionCommands, ActionContext, ActionReply, ActionService, CommandContext, Commands,
-    EventSourced, EventSourcedEntity, Failure, Reply, ReplyStream, RequestStream, SideEffect,
-    ValueCommands, ValueContext, ValueEntity, ValueEntityService,
+    ActionContext, ActionReply, ActionService, Call, CommandContext, EventSourced,
+    EventSourcedEntity, Failure, Reply, ReplyStream, RequestStream, ValueContext,
+    ValueEntityService,
 };
 
 pub(crate) const SERVICE: &str = "test.model.Model";
@@ -82,13 +85,22 @@ pub(crate) fn appended(value: &str) -> ModelEvent {
     })
 }
 
+/// A call of `service` `method` with `request`, as generated code makes one.
+pub(crate) fn call(
+    service: &'static str,
+    method: &'static str,
+    request: &impl Name,
+) -> Call<State> {
+    Call::new(service, method, request)
+}
+
 /// The registration the tests use: snapshots every 5 events.
 pub(crate) fn model() -> EventSourced<Model> {
-    EventSourced::new(SERVICE).snapshot_every(5)
+    EventSourced::new(SERVICE, Model::commands).snapshot_every(5)
 }
 
 impl Model {
-    fn emit(&self, request: &Request, ctx: &mut CommandContext<ModelEvent>) {
+    fn emit(&self, request: &Request, ctx: &mut CommandContext<Model>) {
         for value in &request.values {
             ctx.emit(Appended {
                 value: value.clone(),
@@ -101,28 +113,26 @@ impl EventSourcedEntity for Model {
     type Event = ModelEvent;
     type Snapshot = State;
 
-    fn new(_entity_id: &str) -> Self {
-        Model::default()
-    }
-
-    fn from_snapshot(_entity_id: &str, snapshot: State) -> Self {
-        Model {
+    fn from_snapshot(snapshot: State) -> Option<Self> {
+        Some(Model {
             value: snapshot.value,
-        }
+        })
     }
 
-    fn snapshot(&self) -> State {
-        State {
+    fn snapshot(&self) -> Option<State> {
+        Some(State {
             value: self.value.clone(),
-        }
+        })
     }
 
     fn apply(&mut self, ModelEvent::Appended(event): &ModelEvent) {
         assert_ne!(event.value, "boom", "apply refuses boom");
         self.value.push_str(&event.value);
     }
+}
 
-    fn commands(commands: &mut Commands<Self>) {
+impl Model {
+    pub(crate) fn commands(commands: &mut Commands<Self>) {
         commands
             .add("Emit", |model: &Model, request: Request, ctx| {
                 model.emit(&request, ctx);
@@ -135,7 +145,7 @@ impl EventSourcedEntity for Model {
             })
             .add("Fail", |model: &Model, request: Request, ctx| {
                 model.emit(&request, ctx);
-                ctx.side_effect(SERVICE, "Get", &request, false);
+                ctx.side_effect(call(SERVICE, "Get", &request));
                 Err::<(), _>(
                     Failure::new("expected failure").with_code(tonic::Code::FailedPrecondition),
                 )
@@ -146,11 +156,15 @@ impl EventSourcedEntity for Model {
             )
             .add("Forward", |model: &Model, request: Request, ctx| {
                 model.emit(&request, ctx);
-                Ok(Reply::<State>::forward("test.model.Two", "Call", &request))
+                Ok(Reply::<State>::forward(call(
+                    "test.model.Two",
+                    "Call",
+                    &request,
+                )))
             })
             .add("Effects", |_: &Model, request: Request, ctx| {
-                ctx.side_effect(SERVICE, "Get", &request, false);
-                ctx.side_effect(SERVICE, "Emit", &request, true);
+                ctx.side_effect(call(SERVICE, "Get", &request));
+                ctx.side_effect(call(SERVICE, "Emit", &request).synchronous());
                 Ok(())
             })
             .add("Nothing", |_: &Model, _: Request, _: &mut _| {
@@ -178,8 +192,8 @@ impl EventSourcedEntity for Model {
 /// - `Forward`: sets, then forwards to `test.model.Two/Call`.
 /// - `Panic`: sets, then panics.
 /// - `Whoami`: replies `<entity id>#<command id>`.
-impl ValueEntity for State {
-    fn commands(commands: &mut ValueCommands<Self>) {
+impl State {
+    pub(crate) fn commands(commands: &mut ValueCommands<Self>) {
         commands
             .add("Set", |_: &State, request: Request, ctx| {
                 Ok(State {
@@ -191,19 +205,23 @@ impl ValueEntity for State {
             })
             .add("Fail", |_: &State, request: Request, ctx| {
                 set(&request, ctx);
-                ctx.side_effect(VALUE_SERVICE, "Get", &request, false);
+                ctx.side_effect(call(VALUE_SERVICE, "Get", &request));
                 Err::<State, _>(
                     Failure::new("expected failure").with_code(tonic::Code::FailedPrecondition),
                 )
             })
             .add("Effects", |state: &State, request: Request, ctx| {
-                ctx.side_effect(VALUE_SERVICE, "Get", &request, false);
-                ctx.side_effect(VALUE_SERVICE, "Set", &request, true);
+                ctx.side_effect(call(VALUE_SERVICE, "Get", &request));
+                ctx.side_effect(call(VALUE_SERVICE, "Set", &request).synchronous());
                 Ok(state.clone())
             })
             .add("Forward", |_: &State, request: Request, ctx| {
                 set(&request, ctx);
-                Ok(Reply::<State>::forward("test.model.Two", "Call", &request))
+                Ok(Reply::<State>::forward(call(
+                    "test.model.Two",
+                    "Call",
+                    &request,
+                )))
             })
             .add(
                 "Panic",
@@ -239,7 +257,7 @@ fn set(request: &Request, ctx: &mut ValueContext<State>) -> String {
 
 /// The registration of the value entity the tests use.
 pub(crate) fn value_model() -> ValueEntityService<State> {
-    ValueEntityService::new(VALUE_SERVICE).persistence_id("values")
+    ValueEntityService::new(VALUE_SERVICE, State::commands).persistence_id("values")
 }
 
 /// The action: replies are prefixed with its prefix. Its methods:
@@ -279,14 +297,14 @@ impl ActionModel {
         request: Request,
         ctx: &mut ActionContext,
     ) -> Result<Reply<State>, Failure> {
-        ctx.side_effect(ACTION_SERVICE, "Echo", &request, false);
+        ctx.side_effect(call(ACTION_SERVICE, "Echo", &request));
         tokio::task::yield_now().await;
-        ctx.side_effect(ACTION_SERVICE, "Echo", &request, true);
+        ctx.side_effect(call(ACTION_SERVICE, "Echo", &request).synchronous());
         Ok(Reply::NoReply)
     }
 
     async fn fail(&self, request: Request, ctx: &mut ActionContext) -> Result<State, Failure> {
-        ctx.side_effect(ACTION_SERVICE, "Echo", &request, false);
+        ctx.side_effect(call(ACTION_SERVICE, "Echo", &request));
         Err(Failure::new("expected failure").with_code(tonic::Code::FailedPrecondition))
     }
 
@@ -295,11 +313,11 @@ impl ActionModel {
         request: Request,
         _: &mut ActionContext,
     ) -> Result<Reply<State>, Failure> {
-        Ok(Reply::forward("test.model.Two", "Call", &request))
+        Ok(Reply::forward(call("test.model.Two", "Call", &request)))
     }
 
     async fn panic(&self, request: Request, ctx: &mut ActionContext) -> Result<(), Failure> {
-        ctx.side_effect(ACTION_SERVICE, "Echo", &request, false);
+        ctx.side_effect(call(ACTION_SERVICE, "Echo", &request));
         panic!("handler bug")
     }
 
@@ -317,15 +335,15 @@ impl ActionModel {
         request: Request,
         ctx: &mut ActionContext,
     ) -> Result<ReplyStream<State>, Failure> {
-        ctx.side_effect(ACTION_SERVICE, "Echo", &request, false);
+        ctx.side_effect(call(ACTION_SERVICE, "Echo", &request));
         let prefix = self.prefix.clone();
         let values = tokio_stream::iter(request.values.clone());
         Ok(ReplyStream::new(values.map(
             move |value| -> ActionReply<State> {
                 match value.as_str() {
                     "fail" => ActionReply::failure(Failure::new("expected failure")),
-                    "forward" => ActionReply::forward("test.model.Two", "Call", &request)
-                        .with_side_effect(SideEffect::new(ACTION_SERVICE, "Echo", &request, true)),
+                    "forward" => ActionReply::forward(call("test.model.Two", "Call", &request))
+                        .with_side_effect(call(ACTION_SERVICE, "Echo", &request).synchronous()),
                     "none" => ActionReply::no_reply(),
                     "panic" => panic!("stream bug"),
                     value => ActionReply::message(State {
@@ -361,8 +379,8 @@ impl ActionModel {
     }
 }
 
-impl Action for ActionModel {
-    fn commands(commands: &mut ActionCommands<Self>) {
+impl ActionModel {
+    pub(crate) fn commands(commands: &mut ActionCommands<Self>) {
         commands
             .unary("Echo", Self::echo)
             .unary("Effects", Self::effects)
@@ -378,7 +396,11 @@ impl Action for ActionModel {
 
 /// The registration of the action the tests use, replying with prefix `>`.
 pub(crate) fn action_model() -> ActionService<ActionModel> {
-    ActionService::new(ACTION_SERVICE, ActionModel { prefix: ">".into() })
+    ActionService::new(
+        ACTION_SERVICE,
+        ActionModel { prefix: ">".into() },
+        ActionModel::commands,
+    )
 }
 
 /// The descriptor set of the model's service, as a build would produce it.

@@ -14,11 +14,12 @@
 //! `Notify` only logs. The user function serves the checkout and the inventory together
 //! ([`server`]).
 
-use cloudstate::{Action, ActionCommands, ActionContext, ActionService, Code, Failure, Reply};
-use inventory::proto::{ReserveRequest, Stock};
+use cloudstate::{ActionContext, ActionService, Failure, Reply};
+use inventory::proto::{ReserveRequest, Stock, inventory as stock};
 
-/// The checkout's protobuf types and gRPC client, and the descriptor set reported at discovery
-/// (it includes the inventory's service, which `checkout.proto` imports).
+/// The checkout's protobuf types, its service's trait and calls, its gRPC client, and the
+/// descriptor set reported at discovery (it includes the inventory's service, which
+/// `checkout.proto` imports).
 pub mod proto {
     cloudstate::include_protos!("com.example.checkout");
 
@@ -26,61 +27,52 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = cloudstate::include_descriptor_set!();
 }
 
-/// Full name of the checkout's gRPC service.
-pub const SERVICE: &str = "com.example.checkout.Checkout";
-
 /// The checkout action. It keeps nothing between calls.
 pub struct Checkout;
 
-impl Checkout {
+impl proto::Checkout for Checkout {
     async fn place_order(
         &self,
         order: proto::Order,
         ctx: &mut ActionContext,
     ) -> Result<Reply<Stock>, Failure> {
         let Some((last, others)) = order.lines.split_last() else {
-            return Err(
-                Failure::new(format!("Order {} has no lines", order.order_id))
-                    .with_code(Code::InvalidArgument),
-            );
+            return Err(Failure::invalid_argument(format!(
+                "Order {} has no lines",
+                order.order_id
+            )));
         };
         if let Some(line) = order.lines.iter().find(|line| line.quantity <= 0) {
-            return Err(Failure::new(format!(
+            return Err(Failure::invalid_argument(format!(
                 "Order {}: the quantity of {} must be positive, got {}",
                 order.order_id, line.product_id, line.quantity
-            ))
-            .with_code(Code::InvalidArgument));
+            )));
         }
         for line in others {
-            ctx.side_effect(inventory::SERVICE, "Reserve", &reserve(line), true);
+            ctx.side_effect(stock::reserve(reserve(line)).synchronous());
         }
         for line in &order.lines {
-            let notice = proto::OrderLineNotice {
+            ctx.side_effect(proto::checkout::notify(proto::OrderLineNotice {
                 order_id: order.order_id.clone(),
                 product_id: line.product_id.clone(),
                 quantity: line.quantity,
-            };
-            ctx.side_effect(SERVICE, "Notify", &notice, false);
+            }));
         }
-        Ok(Reply::forward(
-            inventory::SERVICE,
-            "Reserve",
-            &reserve(last),
-        ))
+        Ok(Reply::forward(stock::reserve(reserve(last))))
     }
 
     async fn notify(
         &self,
         notice: proto::OrderLineNotice,
         _: &mut ActionContext,
-    ) -> Result<(), Failure> {
+    ) -> Result<Reply<()>, Failure> {
         tracing::info!(
             order = %notice.order_id,
             product = %notice.product_id,
             quantity = notice.quantity,
             "order line placed"
         );
-        Ok(())
+        Ok(().into())
     }
 }
 
@@ -92,21 +84,13 @@ fn reserve(line: &proto::OrderLine) -> ReserveRequest {
     }
 }
 
-impl Action for Checkout {
-    fn commands(commands: &mut ActionCommands<Self>) {
-        commands
-            .unary("PlaceOrder", Self::place_order)
-            .unary("Notify", Self::notify);
-    }
-}
-
 /// The checkout's registration.
 pub fn action() -> ActionService<Checkout> {
-    ActionService::new(SERVICE, Checkout)
+    proto::checkout::action(Checkout)
 }
 
 /// The user function serving the checkout and the inventory (a value entity and an action in
-/// one server), ready to [`serve`](cloudstate::Server::serve).
+/// one server), ready to [`serve_from_env`](cloudstate::Server::serve_from_env).
 ///
 /// # Errors
 ///

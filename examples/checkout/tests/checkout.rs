@@ -34,12 +34,15 @@ fn reserve(product_id: &str, quantity: i32) -> Any {
 #[tokio::test]
 async fn an_order_forwards_its_last_line_and_fans_out_the_others() {
     let lines = vec![line("apple", 2), line("pear", 1), line("plum", 3)];
-    let outcome = kit().unary("PlaceOrder", order(lines)).await.unwrap();
+    let outcome = kit()
+        .unary(proto::checkout::place_order(order(lines)))
+        .await
+        .unwrap();
 
     let forward = outcome.forward().unwrap();
     assert_eq!(
         (forward.service.as_str(), forward.method.as_str()),
-        (inventory::SERVICE, "Reserve")
+        (inventory::proto::inventory::NAME, "Reserve")
     );
     assert_eq!(forward.payload, reserve("plum", 3));
 
@@ -51,11 +54,11 @@ async fn an_order_forwards_its_last_line_and_fans_out_the_others() {
     assert_eq!(
         effects,
         [
-            (inventory::SERVICE, "Reserve", true),
-            (inventory::SERVICE, "Reserve", true),
-            (checkout::SERVICE, "Notify", false),
-            (checkout::SERVICE, "Notify", false),
-            (checkout::SERVICE, "Notify", false),
+            (inventory::proto::inventory::NAME, "Reserve", true),
+            (inventory::proto::inventory::NAME, "Reserve", true),
+            (checkout::proto::checkout::NAME, "Notify", false),
+            (checkout::proto::checkout::NAME, "Notify", false),
+            (checkout::proto::checkout::NAME, "Notify", false),
         ]
     );
     assert_eq!(outcome.side_effects()[0].payload, reserve("apple", 2));
@@ -73,7 +76,7 @@ async fn an_order_forwards_its_last_line_and_fans_out_the_others() {
 #[tokio::test]
 async fn a_single_line_is_just_a_forward_and_a_notice() {
     let outcome = kit()
-        .unary("PlaceOrder", order(vec![line("apple", 1)]))
+        .unary(proto::checkout::place_order(order(vec![line("apple", 1)])))
         .await
         .unwrap();
     assert_eq!(outcome.forward().unwrap().payload, reserve("apple", 1));
@@ -87,7 +90,10 @@ async fn invalid_orders_fail_without_side_effects() {
         order(vec![]),
         order(vec![line("apple", 1), line("pear", 0)]),
     ] {
-        let outcome = kit().unary("PlaceOrder", bad).await.unwrap();
+        let outcome = kit()
+            .unary(proto::checkout::place_order(bad))
+            .await
+            .unwrap();
         assert_eq!(
             outcome.failure().and_then(|f| f.code()),
             Some(Code::InvalidArgument),
@@ -104,6 +110,6 @@ async fn notify_replies_empty() {
         product_id: "apple".into(),
         quantity: 1,
     };
-    let outcome = kit().unary("Notify", notice).await.unwrap();
+    let outcome = kit().unary(proto::checkout::notify(notice)).await.unwrap();
     outcome.reply::<()>().unwrap();
 }

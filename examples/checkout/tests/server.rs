@@ -59,10 +59,14 @@ async fn discovery_reports_the_entity_and_the_action() {
         [
             (
                 protocol::entity_type::VALUE_ENTITY,
-                inventory::SERVICE,
+                inventory::proto::inventory::NAME,
                 inventory::PERSISTENCE_ID
             ),
-            (protocol::entity_type::ACTION, checkout::SERVICE, ""),
+            (
+                protocol::entity_type::ACTION,
+                checkout::proto::checkout::NAME,
+                ""
+            ),
         ]
     );
     assert_eq!(spec.proto, checkout::proto::FILE_DESCRIPTOR_SET);
@@ -81,7 +85,7 @@ async fn both_protocols_answer_on_one_port() {
     };
     let response = ActionProtocolClient::new(channel.clone())
         .handle_unary(ActionCommand {
-            service_name: checkout::SERVICE.into(),
+            service_name: checkout::proto::checkout::NAME.into(),
             name: "PlaceOrder".into(),
             payload: Some(Any::from_message(&order)),
             metadata: None,
@@ -91,7 +95,7 @@ async fn both_protocols_answer_on_one_port() {
         .into_inner();
     match response.response {
         Some(action_response::Response::Forward(forward)) => {
-            assert_eq!(forward.service_name, inventory::SERVICE);
+            assert_eq!(forward.service_name, inventory::proto::inventory::NAME);
             assert_eq!(forward.command_name, "Reserve");
         }
         other => panic!("expected a forward, got {other:?}"),
@@ -101,7 +105,7 @@ async fn both_protocols_answer_on_one_port() {
     let input = vec![
         ValueEntityStreamIn {
             message: Some(value_entity_stream_in::Message::Init(ValueEntityInit {
-                service_name: inventory::SERVICE.into(),
+                service_name: inventory::proto::inventory::NAME.into(),
                 entity_id: "apple".into(),
                 state: Some(ValueEntityInitState { value: None }),
             })),

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use cloudstate::crdt::{
     Clock, Flag, GCounter, GSet, LwwRegister, OrMap, OrSet, PnCounter, ProtoValue,
 };
-use cloudstate::{Code, CrdtCommands, CrdtContext, CrdtEntity, CrdtEntityService, Failure};
+use cloudstate::{CrdtContext, CrdtEntityService, Failure, Reply};
 
 /// The example's protobuf types and gRPC client, and the descriptor set reported at
 /// discovery.
@@ -46,9 +46,6 @@ use proto::{
 /// Set elements and register values are `SomeValue` messages.
 impl ProtoValue for SomeValue {}
 
-/// Full name of the example's gRPC service.
-pub const SERVICE: &str = "com.example.crdts.CrdtExample";
-
 /// The persistence id of the example's entities.
 pub const PERSISTENCE_ID: &str = "crdt-example";
 
@@ -56,96 +53,78 @@ pub const PERSISTENCE_ID: &str = "crdt-example";
 type Counters = OrMap<'static, String, PnCounter<'static>>;
 
 /// The example's entity: everything it knows is in its CRDT.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct CrdtExample;
 
-impl CrdtEntity for CrdtExample {
-    fn new(_key: &str) -> Self {
-        CrdtExample
-    }
-
-    fn commands(commands: &mut CrdtCommands<Self>) {
-        commands
-            .add("IncrementGCounter", Self::increment_gcounter)
-            .add("GetGCounter", Self::get_gcounter)
-            .add("UpdatePNCounter", Self::update_pncounter)
-            .add("GetPNCounter", Self::get_pncounter)
-            .add("MutateGSet", Self::mutate_gset)
-            .add("GetGSet", Self::get_gset)
-            .add("MutateORSet", Self::mutate_orset)
-            .add("GetORSet", Self::get_orset)
-            .add("SetRegister", Self::set_register)
-            .add("GetRegister", Self::get_register)
-            .add("EnableFlag", Self::enable_flag)
-            .add("GetFlag", Self::get_flag)
-            .add("UpdateMapCounter", Self::update_map_counter)
-            .add("RemoveMapCounter", Self::remove_map_counter)
-            .add("GetMap", Self::get_map)
-            .add("Delete", Self::delete);
-    }
-}
-
-impl CrdtExample {
-    fn increment_gcounter(
+impl proto::CrdtExample for CrdtExample {
+    fn increment_g_counter(
         &mut self,
         request: UpdateCounter,
         ctx: &mut CrdtContext,
-    ) -> Result<CounterValue, Failure> {
+    ) -> Result<Reply<CounterValue>, Failure> {
         let increment = u64::try_from(request.value).map_err(|_| {
-            Failure::new(format!(
+            Failure::invalid_argument(format!(
                 "Cannot decrement a GCounter, requested {}",
                 request.value
             ))
-            .with_code(Code::InvalidArgument)
         })?;
         let value = ctx.state_or_create::<GCounter>()?.increment(increment);
-        Ok(gcounter_value(value))
+        Ok(gcounter_value(value).into())
     }
 
-    fn get_gcounter(&mut self, _: Get, ctx: &mut CrdtContext) -> Result<CounterValue, Failure> {
-        Ok(gcounter_value(ctx.value::<GCounter>()?.unwrap_or(0)))
+    fn get_g_counter(
+        &mut self,
+        _: Get,
+        ctx: &mut CrdtContext,
+    ) -> Result<Reply<CounterValue>, Failure> {
+        Ok(gcounter_value(ctx.value::<GCounter>()?.unwrap_or(0)).into())
     }
 
-    fn update_pncounter(
+    fn update_pn_counter(
         &mut self,
         request: UpdateCounter,
         ctx: &mut CrdtContext,
-    ) -> Result<CounterValue, Failure> {
+    ) -> Result<Reply<CounterValue>, Failure> {
         let value = ctx.state_or_create::<PnCounter>()?.increment(request.value);
-        Ok(CounterValue { value })
+        Ok(CounterValue { value }.into())
     }
 
-    fn get_pncounter(&mut self, _: Get, ctx: &mut CrdtContext) -> Result<CounterValue, Failure> {
+    fn get_pn_counter(
+        &mut self,
+        _: Get,
+        ctx: &mut CrdtContext,
+    ) -> Result<Reply<CounterValue>, Failure> {
         let value = ctx.value::<PnCounter>()?.unwrap_or(0);
-        Ok(CounterValue { value })
+        Ok(CounterValue { value }.into())
     }
 
-    fn mutate_gset(
+    fn mutate_g_set(
         &mut self,
         request: MutateSet,
         ctx: &mut CrdtContext,
-    ) -> Result<SetSize, Failure> {
+    ) -> Result<Reply<SetSize>, Failure> {
         if request.clear || !request.remove.is_empty() {
-            return Err(Failure::new("A GSet only grows: it cannot clear or remove")
-                .with_code(Code::InvalidArgument));
+            return Err(Failure::invalid_argument(
+                "A GSet only grows: it cannot clear or remove",
+            ));
         }
         let mut set = ctx.state_or_create::<GSet<SomeValue>>()?;
         for element in &request.add {
             set.add(element);
         }
-        Ok(size(set.len()))
+        Ok(size(set.len()).into())
     }
 
-    fn get_gset(&mut self, _: Get, ctx: &mut CrdtContext) -> Result<SetValue, Failure> {
+    fn get_g_set(&mut self, _: Get, ctx: &mut CrdtContext) -> Result<Reply<SetValue>, Failure> {
         let items = ctx.value::<GSet<SomeValue>>()?.unwrap_or_default();
-        Ok(SetValue { items })
+        Ok(SetValue { items }.into())
     }
 
-    fn mutate_orset(
+    fn mutate_or_set(
         &mut self,
         request: MutateSet,
         ctx: &mut CrdtContext,
-    ) -> Result<SetSize, Failure> {
+    ) -> Result<Reply<SetSize>, Failure> {
         let mut set = ctx.state_or_create::<OrSet<SomeValue>>()?;
         if request.clear {
             set.clear();
@@ -156,22 +135,22 @@ impl CrdtExample {
         for element in &request.add {
             set.add(element);
         }
-        Ok(size(set.len()))
+        Ok(size(set.len()).into())
     }
 
-    fn get_orset(&mut self, _: Get, ctx: &mut CrdtContext) -> Result<SetValue, Failure> {
+    fn get_or_set(&mut self, _: Get, ctx: &mut CrdtContext) -> Result<Reply<SetValue>, Failure> {
         let items = ctx.value::<OrSet<SomeValue>>()?.unwrap_or_default();
-        Ok(SetValue { items })
+        Ok(SetValue { items }.into())
     }
 
     fn set_register(
         &mut self,
         request: SetRegisterValue,
         ctx: &mut CrdtContext,
-    ) -> Result<RegisterValue, Failure> {
-        let value = request.value.ok_or_else(|| {
-            Failure::new("SetRegister needs a value").with_code(Code::InvalidArgument)
-        })?;
+    ) -> Result<Reply<RegisterValue>, Failure> {
+        let value = request
+            .value
+            .ok_or_else(|| Failure::invalid_argument("SetRegister needs a value"))?;
         let clock = match proto::Clock::try_from(request.clock) {
             Ok(proto::Clock::Default) => Clock::Default,
             Ok(proto::Clock::Reverse) => Clock::Reverse,
@@ -180,60 +159,66 @@ impl CrdtExample {
                 Clock::CustomAutoIncrement(request.custom_clock_value)
             }
             Err(_) => {
-                return Err(Failure::new(format!("Unknown clock {}", request.clock))
-                    .with_code(Code::InvalidArgument));
+                return Err(Failure::invalid_argument(format!(
+                    "Unknown clock {}",
+                    request.clock
+                )));
             }
         };
         ctx.state_or_create::<LwwRegister<SomeValue>>()?
             .set_with_clock(&value, clock);
-        Ok(RegisterValue { value: Some(value) })
+        Ok(RegisterValue { value: Some(value) }.into())
     }
 
-    fn get_register(&mut self, _: Get, ctx: &mut CrdtContext) -> Result<RegisterValue, Failure> {
+    fn get_register(
+        &mut self,
+        _: Get,
+        ctx: &mut CrdtContext,
+    ) -> Result<Reply<RegisterValue>, Failure> {
         let value = ctx.value::<LwwRegister<SomeValue>>()?.flatten();
-        Ok(RegisterValue { value })
+        Ok(RegisterValue { value }.into())
     }
 
-    fn enable_flag(&mut self, _: Get, ctx: &mut CrdtContext) -> Result<FlagValue, Failure> {
+    fn enable_flag(&mut self, _: Get, ctx: &mut CrdtContext) -> Result<Reply<FlagValue>, Failure> {
         ctx.state_or_create::<Flag>()?.enable();
-        Ok(FlagValue { enabled: true })
+        Ok(FlagValue { enabled: true }.into())
     }
 
-    fn get_flag(&mut self, _: Get, ctx: &mut CrdtContext) -> Result<FlagValue, Failure> {
+    fn get_flag(&mut self, _: Get, ctx: &mut CrdtContext) -> Result<Reply<FlagValue>, Failure> {
         let enabled = ctx.value::<Flag>()?.unwrap_or(false);
-        Ok(FlagValue { enabled })
+        Ok(FlagValue { enabled }.into())
     }
 
     fn update_map_counter(
         &mut self,
         request: UpdateMapCounter,
         ctx: &mut CrdtContext,
-    ) -> Result<MapValue, Failure> {
+    ) -> Result<Reply<MapValue>, Failure> {
         let mut map = ctx.state_or_create::<Counters>()?;
         map.get_or_create(&request.counter)?
             .increment(request.value);
-        Ok(map_value(map.value()?))
+        Ok(map_value(map.value()?).into())
     }
 
     fn remove_map_counter(
         &mut self,
         request: RemoveMapCounter,
         ctx: &mut CrdtContext,
-    ) -> Result<MapValue, Failure> {
+    ) -> Result<Reply<MapValue>, Failure> {
         let Some(mut map) = ctx.state::<Counters>()? else {
-            return Ok(MapValue::default());
+            return Ok(MapValue::default().into());
         };
         map.remove(&request.counter);
-        Ok(map_value(map.value()?))
+        Ok(map_value(map.value()?).into())
     }
 
-    fn get_map(&mut self, _: Get, ctx: &mut CrdtContext) -> Result<MapValue, Failure> {
-        Ok(map_value(ctx.value::<Counters>()?.unwrap_or_default()))
+    fn get_map(&mut self, _: Get, ctx: &mut CrdtContext) -> Result<Reply<MapValue>, Failure> {
+        Ok(map_value(ctx.value::<Counters>()?.unwrap_or_default()).into())
     }
 
-    fn delete(&mut self, _: Get, ctx: &mut CrdtContext) -> Result<(), Failure> {
+    fn delete(&mut self, _: Get, ctx: &mut CrdtContext) -> Result<Reply<()>, Failure> {
         ctx.delete_state();
-        Ok(())
+        Ok(().into())
     }
 }
 
@@ -258,10 +243,11 @@ fn map_value(counters: Vec<(String, i64)>) -> MapValue {
 
 /// The example's registration: service, persistence id `crdt-example`.
 pub fn entity() -> CrdtEntityService<CrdtExample> {
-    CrdtEntityService::new(SERVICE).persistence_id(PERSISTENCE_ID)
+    proto::crdt_example::entity().persistence_id(PERSISTENCE_ID)
 }
 
-/// The user function serving the example, ready to [`serve`](cloudstate::Server::serve).
+/// The user function serving the example, ready to
+/// [`serve_from_env`](cloudstate::Server::serve_from_env).
 ///
 /// # Errors
 ///

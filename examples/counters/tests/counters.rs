@@ -1,9 +1,9 @@
 //! The counters example through the SDK's testkit: each command's reply and the exact delta
 //! it sends the proxy.
 
-use cloudstate::Code;
 use cloudstate::crdt::Clock;
 use cloudstate::testkit::{CrdtTestKit, StateAction, deltas};
+use cloudstate::{Call, Code};
 use counters::proto::{
     self, CounterValue, FlagValue, Get, MapValue, MutateSet, RegisterValue, SetSize, SetValue,
     SomeValue,
@@ -41,12 +41,8 @@ fn mutate(clear: bool, remove: &[&str], add: &[&str]) -> MutateSet {
     }
 }
 
-fn failure_code(
-    kit: &mut CrdtTestKit<CrdtExample>,
-    method: &str,
-    request: impl prost::Name,
-) -> Option<Code> {
-    let outcome = kit.command(method, request).unwrap();
+fn failure_code<Out>(kit: &mut CrdtTestKit<CrdtExample>, call: Call<Out>) -> Option<Code> {
+    let outcome = kit.command(call).unwrap();
     assert_eq!(outcome.state_action(), None);
     outcome.failure().and_then(cloudstate::Failure::code)
 }
@@ -55,20 +51,27 @@ fn failure_code(
 fn gcounter() {
     let mut kit = kit();
     let get_value = |kit: &mut CrdtTestKit<CrdtExample>| {
-        kit.command("GetGCounter", get())
+        kit.command(proto::crdt_example::get_g_counter(get()))
             .unwrap()
             .reply::<CounterValue>()
             .unwrap()
             .value
     };
     assert_eq!(get_value(&mut kit), 0);
-    let outcome = kit.command("IncrementGCounter", counter(5)).unwrap();
+    let outcome = kit
+        .command(proto::crdt_example::increment_g_counter(counter(5)))
+        .unwrap();
     assert_eq!(outcome.reply::<CounterValue>().unwrap().value, 5);
     assert_eq!(outcome.delta(), Some(&deltas::gcounter(5)));
-    let outcome = kit.command("IncrementGCounter", counter(0)).unwrap();
+    let outcome = kit
+        .command(proto::crdt_example::increment_g_counter(counter(0)))
+        .unwrap();
     assert_eq!(outcome.state_action(), None);
     assert_eq!(
-        failure_code(&mut kit, "IncrementGCounter", counter(-1)),
+        failure_code(
+            &mut kit,
+            proto::crdt_example::increment_g_counter(counter(-1))
+        ),
         Some(Code::InvalidArgument)
     );
     // Another node's increments arrive as deltas.
@@ -79,14 +82,20 @@ fn gcounter() {
 #[test]
 fn pncounter() {
     let mut kit = kit();
-    let outcome = kit.command("UpdatePNCounter", counter(-3)).unwrap();
+    let outcome = kit
+        .command(proto::crdt_example::update_pn_counter(counter(-3)))
+        .unwrap();
     assert_eq!(outcome.reply::<CounterValue>().unwrap().value, -3);
     assert_eq!(outcome.delta(), Some(&deltas::pncounter(-3)));
     kit.delta(deltas::pncounter(10)).unwrap();
-    let outcome = kit.command("UpdatePNCounter", counter(1)).unwrap();
+    let outcome = kit
+        .command(proto::crdt_example::update_pn_counter(counter(1)))
+        .unwrap();
     assert_eq!(outcome.reply::<CounterValue>().unwrap().value, 8);
     assert_eq!(outcome.delta(), Some(&deltas::pncounter(1)));
-    let value = kit.command("GetPNCounter", get()).unwrap();
+    let value = kit
+        .command(proto::crdt_example::get_pn_counter(get()))
+        .unwrap();
     assert_eq!(value.reply::<CounterValue>().unwrap().value, 8);
     assert_eq!(value.state_action(), None);
 }
@@ -95,7 +104,11 @@ fn pncounter() {
 fn gset() {
     let mut kit = kit();
     let outcome = kit
-        .command("MutateGSet", mutate(false, &[], &["b", "a"]))
+        .command(proto::crdt_example::mutate_g_set(mutate(
+            false,
+            &[],
+            &["b", "a"],
+        )))
         .unwrap();
     assert_eq!(outcome.reply::<SetSize>().unwrap().size, 2);
     assert_eq!(
@@ -108,15 +121,22 @@ fn gset() {
         Some(true)
     );
     let outcome = kit
-        .command("MutateGSet", mutate(false, &[], &["a", "c"]))
+        .command(proto::crdt_example::mutate_g_set(mutate(
+            false,
+            &[],
+            &["a", "c"],
+        )))
         .unwrap();
     assert_eq!(outcome.delta(), Some(&deltas::gset(&[&item("c")])));
     assert_eq!(
-        failure_code(&mut kit, "MutateGSet", mutate(false, &["a"], &[])),
+        failure_code(
+            &mut kit,
+            proto::crdt_example::mutate_g_set(mutate(false, &["a"], &[]))
+        ),
         Some(Code::InvalidArgument)
     );
     let items = kit
-        .command("GetGSet", get())
+        .command(proto::crdt_example::get_g_set(get()))
         .unwrap()
         .reply::<SetValue>()
         .unwrap()
@@ -130,7 +150,11 @@ fn orset() {
     let mut kit = kit();
     let none: &[&SomeValue] = &[];
     let outcome = kit
-        .command("MutateORSet", mutate(false, &[], &["a", "b", "c"]))
+        .command(proto::crdt_example::mutate_or_set(mutate(
+            false,
+            &[],
+            &["a", "b", "c"],
+        )))
         .unwrap();
     assert_eq!(outcome.reply::<SetSize>().unwrap().size, 3);
     assert_eq!(
@@ -142,14 +166,22 @@ fn orset() {
         ))
     );
     let outcome = kit
-        .command("MutateORSet", mutate(false, &["b", "x"], &["d"]))
+        .command(proto::crdt_example::mutate_or_set(mutate(
+            false,
+            &["b", "x"],
+            &["d"],
+        )))
         .unwrap();
     assert_eq!(
         outcome.delta(),
         Some(&deltas::orset(false, &[&item("b")], &[&item("d")]))
     );
     let outcome = kit
-        .command("MutateORSet", mutate(true, &[], &["e"]))
+        .command(proto::crdt_example::mutate_or_set(mutate(
+            true,
+            &[],
+            &["e"],
+        )))
         .unwrap();
     assert_eq!(outcome.reply::<SetSize>().unwrap().size, 1);
     assert_eq!(
@@ -159,7 +191,7 @@ fn orset() {
     kit.delta(deltas::orset(false, none, &[&item("f")]))
         .unwrap();
     let items = kit
-        .command("GetORSet", get())
+        .command(proto::crdt_example::get_or_set(get()))
         .unwrap()
         .reply::<SetValue>()
         .unwrap()
@@ -181,7 +213,7 @@ fn write(value: &str, clock: proto::Clock, custom_clock_value: i64) -> proto::Se
 fn register() {
     let mut kit = kit();
     let read = |kit: &mut CrdtTestKit<CrdtExample>| {
-        kit.command("GetRegister", get())
+        kit.command(proto::crdt_example::get_register(get()))
             .unwrap()
             .reply::<RegisterValue>()
             .unwrap()
@@ -189,28 +221,41 @@ fn register() {
     };
     assert_eq!(read(&mut kit), None);
     let outcome = kit
-        .command("SetRegister", write("a", proto::Clock::Default, 0))
+        .command(proto::crdt_example::set_register(write(
+            "a",
+            proto::Clock::Default,
+            0,
+        )))
         .unwrap();
     assert_eq!(outcome.delta(), Some(&deltas::lww(&item("a"))));
     let outcome = kit
-        .command("SetRegister", write("a", proto::Clock::Custom, 7))
+        .command(proto::crdt_example::set_register(write(
+            "a",
+            proto::Clock::Custom,
+            7,
+        )))
         .unwrap();
     assert_eq!(
         outcome.delta(),
         Some(&deltas::lww_with_clock(&item("a"), Clock::Custom(7)))
     );
     let outcome = kit
-        .command("SetRegister", write("b", proto::Clock::Reverse, 0))
+        .command(proto::crdt_example::set_register(write(
+            "b",
+            proto::Clock::Reverse,
+            0,
+        )))
         .unwrap();
     assert_eq!(
         outcome.delta(),
         Some(&deltas::lww_with_clock(&item("b"), Clock::Reverse))
     );
     let outcome = kit
-        .command(
-            "SetRegister",
-            write("c", proto::Clock::CustomAutoIncrement, 9),
-        )
+        .command(proto::crdt_example::set_register(write(
+            "c",
+            proto::Clock::CustomAutoIncrement,
+            9,
+        )))
         .unwrap();
     assert_eq!(
         outcome.delta(),
@@ -225,7 +270,7 @@ fn register() {
     let mut missing = write("x", proto::Clock::Default, 0);
     missing.value = None;
     assert_eq!(
-        failure_code(&mut kit, "SetRegister", missing),
+        failure_code(&mut kit, proto::crdt_example::set_register(missing)),
         Some(Code::InvalidArgument)
     );
 }
@@ -234,16 +279,20 @@ fn register() {
 fn flag() {
     let mut kit = kit();
     let read = |kit: &mut CrdtTestKit<CrdtExample>| {
-        kit.command("GetFlag", get())
+        kit.command(proto::crdt_example::get_flag(get()))
             .unwrap()
             .reply::<FlagValue>()
             .unwrap()
             .enabled
     };
     assert!(!read(&mut kit));
-    let outcome = kit.command("EnableFlag", get()).unwrap();
+    let outcome = kit
+        .command(proto::crdt_example::enable_flag(get()))
+        .unwrap();
     assert_eq!(outcome.delta(), Some(&deltas::flag(true)));
-    let outcome = kit.command("EnableFlag", get()).unwrap();
+    let outcome = kit
+        .command(proto::crdt_example::enable_flag(get()))
+        .unwrap();
     assert_eq!(outcome.state_action(), None);
     assert!(read(&mut kit));
 }
@@ -278,7 +327,9 @@ fn counters(outcome: &cloudstate::testkit::CrdtOutcome) -> Vec<(String, i64)> {
 fn map_of_counters() {
     let mut kit = kit();
     let none: &[&str] = &[];
-    let outcome = kit.command("UpdateMapCounter", map_update("x", 2)).unwrap();
+    let outcome = kit
+        .command(proto::crdt_example::update_map_counter(map_update("x", 2)))
+        .unwrap();
     assert_eq!(counters(&outcome), [("x".to_owned(), 2)]);
     assert_eq!(
         outcome.delta(),
@@ -290,7 +341,7 @@ fn map_of_counters() {
         ))
     );
     let outcome = kit
-        .command("UpdateMapCounter", map_update("x", -5))
+        .command(proto::crdt_example::update_map_counter(map_update("x", -5)))
         .unwrap();
     assert_eq!(
         outcome.delta(),
@@ -301,7 +352,9 @@ fn map_of_counters() {
             &[]
         ))
     );
-    let outcome = kit.command("UpdateMapCounter", map_update("y", 0)).unwrap();
+    let outcome = kit
+        .command(proto::crdt_example::update_map_counter(map_update("y", 0)))
+        .unwrap();
     assert_eq!(
         outcome.delta(),
         Some(&deltas::ormap(
@@ -315,12 +368,16 @@ fn map_of_counters() {
         counters(&outcome),
         [("x".to_owned(), -3), ("y".to_owned(), 0)]
     );
-    let outcome = kit.command("RemoveMapCounter", map_remove("x")).unwrap();
+    let outcome = kit
+        .command(proto::crdt_example::remove_map_counter(map_remove("x")))
+        .unwrap();
     assert_eq!(
         outcome.delta(),
         Some(&deltas::ormap(false, &["x"], &[], &[]))
     );
-    let outcome = kit.command("RemoveMapCounter", map_remove("nope")).unwrap();
+    let outcome = kit
+        .command(proto::crdt_example::remove_map_counter(map_remove("nope")))
+        .unwrap();
     assert_eq!(outcome.state_action(), None);
     assert_eq!(counters(&outcome), [("y".to_owned(), 0)]);
     kit.delta(deltas::ormap(
@@ -330,24 +387,27 @@ fn map_of_counters() {
         &[],
     ))
     .unwrap();
-    let outcome = kit.command("GetMap", get()).unwrap();
+    let outcome = kit.command(proto::crdt_example::get_map(get())).unwrap();
     assert_eq!(counters(&outcome), [("y".to_owned(), 4)]);
 }
 
 #[test]
 fn a_key_holds_one_type_until_deleted() {
     let mut kit = kit();
-    kit.command("IncrementGCounter", counter(1)).unwrap();
+    kit.command(proto::crdt_example::increment_g_counter(counter(1)))
+        .unwrap();
     assert_eq!(
-        failure_code(&mut kit, "UpdatePNCounter", counter(1)),
+        failure_code(&mut kit, proto::crdt_example::update_pn_counter(counter(1))),
         Some(Code::FailedPrecondition)
     );
     assert_eq!(
-        failure_code(&mut kit, "GetORSet", get()),
+        failure_code(&mut kit, proto::crdt_example::get_or_set(get())),
         Some(Code::FailedPrecondition)
     );
-    let deleted = kit.command("Delete", get()).unwrap();
+    let deleted = kit.command(proto::crdt_example::delete(get())).unwrap();
     assert_eq!(deleted.state_action(), Some(&StateAction::Delete));
-    let outcome = kit.command("UpdatePNCounter", counter(1)).unwrap();
+    let outcome = kit
+        .command(proto::crdt_example::update_pn_counter(counter(1)))
+        .unwrap();
     assert_eq!(outcome.delta(), Some(&deltas::pncounter(1)));
 }

@@ -16,10 +16,10 @@
 //! [`ProductStock`](proto::persistence::ProductStock) per product under the persistence id
 //! `inventory`.
 
-use cloudstate::{Code, Failure, ValueCommands, ValueContext, ValueEntity, ValueEntityService};
+use cloudstate::{Failure, Reply, ValueContext, ValueEntityService};
 
-/// The inventory's protobuf types and gRPC client, and the descriptor set reported at
-/// discovery.
+/// The inventory's protobuf types, its service's trait and calls, its gRPC client, and the
+/// descriptor set reported at discovery.
 pub mod proto {
     cloudstate::include_protos!("com.example.inventory");
 
@@ -34,20 +34,81 @@ pub mod proto {
 
 use proto::persistence::ProductStock;
 
-/// Full name of the inventory's gRPC service.
-pub const SERVICE: &str = "com.example.inventory.Inventory";
-
 /// The store's persistence id.
 pub const PERSISTENCE_ID: &str = "inventory";
 
-impl ValueEntity for ProductStock {
-    fn commands(commands: &mut ValueCommands<Self>) {
-        commands
-            .add("SetStock", Self::set_stock)
-            .add("Reserve", Self::reserve)
-            .add("Release", Self::release)
-            .add("GetStock", Self::get_stock)
-            .add("Remove", Self::remove);
+impl proto::Inventory for ProductStock {
+    fn set_stock(
+        &self,
+        request: proto::SetStockRequest,
+        ctx: &mut ValueContext<Self>,
+    ) -> Result<Reply<proto::Stock>, Failure> {
+        if request.available < 0 {
+            return Err(Failure::invalid_argument(format!(
+                "Stock of {} cannot be negative, got {}",
+                request.product_id, request.available
+            )));
+        }
+        let stock = ProductStock {
+            available: request.available,
+            reserved: self.reserved,
+        };
+        Ok(stock.store(ctx))
+    }
+
+    fn reserve(
+        &self,
+        request: proto::ReserveRequest,
+        ctx: &mut ValueContext<Self>,
+    ) -> Result<Reply<proto::Stock>, Failure> {
+        positive(&request.product_id, request.quantity)?;
+        if request.quantity > self.available {
+            return Err(Failure::failed_precondition(format!(
+                "Not enough stock of {}: {} available, {} requested",
+                request.product_id, self.available, request.quantity
+            )));
+        }
+        let stock = ProductStock {
+            available: self.available - request.quantity,
+            reserved: add(&request.product_id, self.reserved, request.quantity)?,
+        };
+        Ok(stock.store(ctx))
+    }
+
+    fn release(
+        &self,
+        request: proto::ReleaseRequest,
+        ctx: &mut ValueContext<Self>,
+    ) -> Result<Reply<proto::Stock>, Failure> {
+        positive(&request.product_id, request.quantity)?;
+        if request.quantity > self.reserved {
+            return Err(Failure::failed_precondition(format!(
+                "Cannot release {} of {}: {} reserved",
+                request.quantity, request.product_id, self.reserved
+            )));
+        }
+        let stock = ProductStock {
+            available: add(&request.product_id, self.available, request.quantity)?,
+            reserved: self.reserved - request.quantity,
+        };
+        Ok(stock.store(ctx))
+    }
+
+    fn get_stock(
+        &self,
+        _: proto::ProductId,
+        ctx: &mut ValueContext<Self>,
+    ) -> Result<Reply<proto::Stock>, Failure> {
+        Ok(self.reply(ctx).into())
+    }
+
+    fn remove(
+        &self,
+        _: proto::ProductId,
+        ctx: &mut ValueContext<Self>,
+    ) -> Result<Reply<()>, Failure> {
+        ctx.delete_state();
+        Ok(().into())
     }
 }
 
@@ -61,93 +122,20 @@ impl ProductStock {
         }
     }
 
-    /// Stores `stock` and replies with it.
-    fn store(stock: ProductStock, ctx: &mut ValueContext<Self>) -> proto::Stock {
-        let reply = stock.reply(ctx);
-        ctx.update_state(stock);
-        reply
-    }
-
-    fn set_stock(
-        &self,
-        request: proto::SetStockRequest,
-        ctx: &mut ValueContext<Self>,
-    ) -> Result<proto::Stock, Failure> {
-        if request.available < 0 {
-            return Err(Failure::new(format!(
-                "Stock of {} cannot be negative, got {}",
-                request.product_id, request.available
-            ))
-            .with_code(Code::InvalidArgument));
-        }
-        let stock = ProductStock {
-            available: request.available,
-            reserved: self.reserved,
-        };
-        Ok(Self::store(stock, ctx))
-    }
-
-    fn reserve(
-        &self,
-        request: proto::ReserveRequest,
-        ctx: &mut ValueContext<Self>,
-    ) -> Result<proto::Stock, Failure> {
-        positive(&request.product_id, request.quantity)?;
-        if request.quantity > self.available {
-            return Err(Failure::new(format!(
-                "Not enough stock of {}: {} available, {} requested",
-                request.product_id, self.available, request.quantity
-            ))
-            .with_code(Code::FailedPrecondition));
-        }
-        let stock = ProductStock {
-            available: self.available - request.quantity,
-            reserved: add(&request.product_id, self.reserved, request.quantity)?,
-        };
-        Ok(Self::store(stock, ctx))
-    }
-
-    fn release(
-        &self,
-        request: proto::ReleaseRequest,
-        ctx: &mut ValueContext<Self>,
-    ) -> Result<proto::Stock, Failure> {
-        positive(&request.product_id, request.quantity)?;
-        if request.quantity > self.reserved {
-            return Err(Failure::new(format!(
-                "Cannot release {} of {}: {} reserved",
-                request.quantity, request.product_id, self.reserved
-            ))
-            .with_code(Code::FailedPrecondition));
-        }
-        let stock = ProductStock {
-            available: add(&request.product_id, self.available, request.quantity)?,
-            reserved: self.reserved - request.quantity,
-        };
-        Ok(Self::store(stock, ctx))
-    }
-
-    fn get_stock(
-        &self,
-        _: proto::ProductId,
-        ctx: &mut ValueContext<Self>,
-    ) -> Result<proto::Stock, Failure> {
-        Ok(self.reply(ctx))
-    }
-
-    fn remove(&self, _: proto::ProductId, ctx: &mut ValueContext<Self>) -> Result<(), Failure> {
-        ctx.delete_state();
-        Ok(())
+    /// Stores this stock and replies with it.
+    fn store(self, ctx: &mut ValueContext<Self>) -> Reply<proto::Stock> {
+        let reply = self.reply(ctx);
+        ctx.update_state(self);
+        reply.into()
     }
 }
 
 /// Fails unless `quantity` is positive.
 fn positive(product_id: &str, quantity: i32) -> Result<(), Failure> {
     if quantity <= 0 {
-        return Err(Failure::new(format!(
+        return Err(Failure::invalid_argument(format!(
             "Quantity of {product_id} must be positive, got {quantity}"
-        ))
-        .with_code(Code::InvalidArgument));
+        )));
     }
     Ok(())
 }
@@ -155,17 +143,17 @@ fn positive(product_id: &str, quantity: i32) -> Result<(), Failure> {
 /// `units + quantity`, or a failure when that is more than a stock can hold.
 fn add(product_id: &str, units: i32, quantity: i32) -> Result<i32, Failure> {
     units.checked_add(quantity).ok_or_else(|| {
-        Failure::new(format!("Stock of {product_id} would exceed {}", i32::MAX))
-            .with_code(Code::OutOfRange)
+        Failure::out_of_range(format!("Stock of {product_id} would exceed {}", i32::MAX))
     })
 }
 
-/// The inventory's registration: service, persistence id `inventory`.
+/// The inventory's registration: persistence id `inventory`.
 pub fn entity() -> ValueEntityService<ProductStock> {
-    ValueEntityService::new(SERVICE).persistence_id(PERSISTENCE_ID)
+    proto::inventory::entity().persistence_id(PERSISTENCE_ID)
 }
 
-/// The user function serving the inventory, ready to [`serve`](cloudstate::Server::serve).
+/// The user function serving the inventory, ready to
+/// [`serve_from_env`](cloudstate::Server::serve_from_env).
 ///
 /// # Errors
 ///

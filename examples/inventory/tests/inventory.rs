@@ -53,7 +53,7 @@ fn stored(available: i32, reserved: i32) -> ProductStock {
 #[test]
 fn an_unknown_product_has_no_stock() {
     let mut kit = product();
-    let outcome = kit.command("GetStock", id()).unwrap();
+    let outcome = kit.command(proto::inventory::get_stock(id())).unwrap();
     assert_eq!(outcome.reply::<proto::Stock>().unwrap(), stock(0, 0));
     assert!(outcome.state_action().is_none());
     assert_eq!(kit.stored(), None);
@@ -62,26 +62,28 @@ fn an_unknown_product_has_no_stock() {
 #[test]
 fn set_reserve_release() {
     let mut kit = product();
-    let outcome = kit.command("SetStock", set(10)).unwrap();
+    let outcome = kit.command(proto::inventory::set_stock(set(10))).unwrap();
     assert_eq!(outcome.reply::<proto::Stock>().unwrap(), stock(10, 0));
     assert_eq!(
         outcome.state_action(),
         Some(&StateAction::Update(stored(10, 0)))
     );
 
-    let outcome = kit.command("Reserve", reserve(4)).unwrap();
+    let outcome = kit.command(proto::inventory::reserve(reserve(4))).unwrap();
     assert_eq!(outcome.reply::<proto::Stock>().unwrap(), stock(6, 4));
-    let outcome = kit.command("Release", release(1)).unwrap();
+    let outcome = kit.command(proto::inventory::release(release(1))).unwrap();
     assert_eq!(outcome.reply::<proto::Stock>().unwrap(), stock(7, 3));
     assert_eq!(kit.stored(), Some(&stored(7, 3)));
 
     // Setting the stock keeps the reservations.
-    let outcome = kit.command("SetStock", set(2)).unwrap();
+    let outcome = kit.command(proto::inventory::set_stock(set(2))).unwrap();
     assert_eq!(outcome.reply::<proto::Stock>().unwrap(), stock(2, 3));
 
     // What the proxy stored is what a restarted entity sees.
     let mut restarted = kit.restarted().unwrap();
-    let outcome = restarted.command("GetStock", id()).unwrap();
+    let outcome = restarted
+        .command(proto::inventory::get_stock(id()))
+        .unwrap();
     assert_eq!(outcome.reply::<proto::Stock>().unwrap(), stock(2, 3));
 }
 
@@ -89,7 +91,7 @@ fn set_reserve_release() {
 fn reserving_more_than_available_fails_and_changes_nothing() {
     let mut kit =
         ValueEntityTestKit::with_state(inventory::entity(), "apple", stored(3, 1)).unwrap();
-    let outcome = kit.command("Reserve", reserve(4)).unwrap();
+    let outcome = kit.command(proto::inventory::reserve(reserve(4))).unwrap();
     let failure = outcome.failure().unwrap();
     assert_eq!(failure.code(), Some(Code::FailedPrecondition));
     assert_eq!(
@@ -99,7 +101,7 @@ fn reserving_more_than_available_fails_and_changes_nothing() {
     assert!(outcome.state_action().is_none());
     assert_eq!(kit.stored(), Some(&stored(3, 1)));
 
-    let outcome = kit.command("Release", release(2)).unwrap();
+    let outcome = kit.command(proto::inventory::release(release(2))).unwrap();
     assert_eq!(
         outcome.failure().unwrap().description(),
         "Cannot release 2 of apple: 1 reserved"
@@ -110,9 +112,9 @@ fn reserving_more_than_available_fails_and_changes_nothing() {
 fn quantities_are_validated() {
     let mut kit = product();
     for outcome in [
-        kit.command("Reserve", reserve(0)).unwrap(),
-        kit.command("Release", release(-1)).unwrap(),
-        kit.command("SetStock", set(-5)).unwrap(),
+        kit.command(proto::inventory::reserve(reserve(0))).unwrap(),
+        kit.command(proto::inventory::release(release(-1))).unwrap(),
+        kit.command(proto::inventory::set_stock(set(-5))).unwrap(),
     ] {
         assert_eq!(
             outcome.failure().and_then(|f| f.code()),
@@ -122,7 +124,7 @@ fn quantities_are_validated() {
     }
     let mut full =
         ValueEntityTestKit::with_state(inventory::entity(), "apple", stored(i32::MAX, 1)).unwrap();
-    let outcome = full.command("Release", release(1)).unwrap();
+    let outcome = full.command(proto::inventory::release(release(1))).unwrap();
     assert_eq!(
         outcome.failure().and_then(|f| f.code()),
         Some(Code::OutOfRange)
@@ -132,12 +134,12 @@ fn quantities_are_validated() {
 #[test]
 fn remove_deletes_the_stock() {
     let mut kit = product();
-    kit.command("SetStock", set(5)).unwrap();
-    let outcome = kit.command("Remove", id()).unwrap();
+    kit.command(proto::inventory::set_stock(set(5))).unwrap();
+    let outcome = kit.command(proto::inventory::remove(id())).unwrap();
     outcome.reply::<()>().unwrap();
     assert_eq!(outcome.state_action(), Some(&StateAction::Delete));
     assert_eq!(kit.stored(), None);
-    let outcome = kit.command("GetStock", id()).unwrap();
+    let outcome = kit.command(proto::inventory::get_stock(id())).unwrap();
     assert_eq!(outcome.reply::<proto::Stock>().unwrap(), stock(0, 0));
 }
 

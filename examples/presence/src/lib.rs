@@ -17,11 +17,10 @@
 //! it through the proxy, e.g. with [`PresenceClient`].
 
 use cloudstate::crdt::{Vote, Votes};
-use cloudstate::{
-    Code, CrdtCommands, CrdtEntity, CrdtEntityService, Failure, Reply, StreamedContext,
-};
+use cloudstate::{CrdtEntityService, Failure, Reply, StreamedContext};
 
-/// The presence service's protobuf types, and the descriptor set reported at discovery.
+/// The presence service's protobuf types, its trait and calls, and the descriptor set reported
+/// at discovery.
 pub mod proto {
     cloudstate::include_protos!("cloudstate.examples.chat.presence");
 
@@ -34,9 +33,6 @@ pub mod client;
 pub use client::PresenceClient;
 use proto::{OnlineStatus, User};
 
-/// Full name of the presence gRPC service.
-pub const SERVICE: &str = "cloudstate.examples.chat.presence.Presence";
-
 /// The persistence id the proxy keeps the votes under.
 pub const PERSISTENCE_ID: &str = "presence";
 
@@ -47,29 +43,16 @@ pub struct Presence {
     connections: u32,
 }
 
-impl CrdtEntity for Presence {
-    fn new(_user_id: &str) -> Self {
-        Presence::default()
-    }
-
-    fn commands(commands: &mut CrdtCommands<Self>) {
-        commands
-            .streamed("Connect", Self::connect)
-            .streamed("Monitor", Self::monitor);
-    }
-}
-
-impl Presence {
+impl proto::Presence for Presence {
     fn connect(
         &mut self,
         _: User,
         ctx: &mut StreamedContext<Self, ()>,
     ) -> Result<Reply<()>, Failure> {
         if !ctx.is_streamed() {
-            return Err(
-                Failure::new("Connect keeps a user online only as an open stream")
-                    .with_code(Code::FailedPrecondition),
-            );
+            return Err(Failure::failed_precondition(
+                "Connect keeps a user online only as an open stream",
+            ));
         }
         ctx.state_or_create::<Vote>()?.vote(true);
         self.connections += 1;
@@ -89,7 +72,7 @@ impl Presence {
         &mut self,
         _: User,
         ctx: &mut StreamedContext<Self, OnlineStatus>,
-    ) -> Result<OnlineStatus, Failure> {
+    ) -> Result<Reply<OnlineStatus>, Failure> {
         self.withdraw_stale_vote(ctx)?;
         let mut online = is_online(ctx.value::<Vote>()?);
         ctx.on_change(move |_: &mut Presence, change| {
@@ -98,11 +81,13 @@ impl Presence {
                 return Ok(Reply::NoReply);
             }
             online = now;
-            Ok(Reply::Message(OnlineStatus { online }))
+            Ok(OnlineStatus { online }.into())
         });
-        Ok(OnlineStatus { online })
+        Ok(OnlineStatus { online }.into())
     }
+}
 
+impl Presence {
     /// Withdraws a yes vote that no connection on this node backs: one left by an earlier
     /// instance of the entity on this node (the proxy restarted its stream, which ended the
     /// connections that had voted).
@@ -125,12 +110,13 @@ fn is_online(votes: Option<Votes>) -> bool {
     votes.is_some_and(|votes| votes.at_least_one())
 }
 
-/// The presence entity's registration: service, persistence id `presence`.
+/// The presence entity's registration: persistence id `presence`.
 pub fn entity() -> CrdtEntityService<Presence> {
-    CrdtEntityService::new(SERVICE).persistence_id(PERSISTENCE_ID)
+    proto::presence::entity().persistence_id(PERSISTENCE_ID)
 }
 
-/// The user function serving presence, ready to [`serve`](cloudstate::Server::serve).
+/// The user function serving presence, ready to
+/// [`serve_from_env`](cloudstate::Server::serve_from_env).
 ///
 /// # Errors
 ///

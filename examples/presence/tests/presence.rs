@@ -4,7 +4,7 @@
 use cloudstate::Code;
 use cloudstate::crdt::Votes;
 use cloudstate::testkit::{ClientAction, CrdtTestKit, deltas};
-use presence::proto::{OnlineStatus, User};
+use presence::proto::{self, OnlineStatus, User};
 use presence::{Presence, entity};
 
 fn user() -> User {
@@ -32,8 +32,12 @@ fn statuses(kit: &CrdtTestKit<Presence>, command_id: i64) -> Vec<bool> {
 #[test]
 fn two_monitors_see_a_connect_and_a_disconnect() {
     let mut kit = kit();
-    let first = kit.streamed_command("Monitor", user()).unwrap();
-    let second = kit.streamed_command("Monitor", user()).unwrap();
+    let first = kit
+        .streamed_command(proto::presence::monitor(user()))
+        .unwrap();
+    let second = kit
+        .streamed_command(proto::presence::monitor(user()))
+        .unwrap();
     for monitor in [&first, &second] {
         assert!(monitor.streamed());
         assert_eq!(monitor.reply::<OnlineStatus>().unwrap(), status(false));
@@ -41,7 +45,9 @@ fn two_monitors_see_a_connect_and_a_disconnect() {
         assert_eq!(monitor.state_action(), None);
     }
 
-    let connect = kit.streamed_command("Connect", user()).unwrap();
+    let connect = kit
+        .streamed_command(proto::presence::connect(user()))
+        .unwrap();
     assert!(connect.streamed());
     assert_eq!(connect.action(), &ClientAction::NoReply);
     assert_eq!(connect.delta(), Some(&deltas::vote(true, 0, 0)));
@@ -78,8 +84,12 @@ fn two_monitors_see_a_connect_and_a_disconnect() {
 #[test]
 fn cancelling_the_last_connection_withdraws_the_vote() {
     let mut kit = kit();
-    let one = kit.streamed_command("Connect", user()).unwrap();
-    let two = kit.streamed_command("Connect", user()).unwrap();
+    let one = kit
+        .streamed_command(proto::presence::connect(user()))
+        .unwrap();
+    let two = kit
+        .streamed_command(proto::presence::connect(user()))
+        .unwrap();
     // The node already votes yes: the second connection changes nothing.
     assert_eq!(two.state_action(), None);
     assert!(
@@ -110,14 +120,18 @@ fn cancelling_the_last_connection_withdraws_the_vote() {
 #[test]
 fn votes_of_other_nodes_reach_the_monitors() {
     let mut kit = kit();
-    let monitor = kit.streamed_command("Monitor", user()).unwrap();
+    let monitor = kit
+        .streamed_command(proto::presence::monitor(user()))
+        .unwrap();
     // Another node votes yes; this one does not.
     let pushed = kit.delta(deltas::vote(false, 1, 2)).unwrap();
     assert_eq!(pushed.len(), 1);
     assert_eq!(pushed[0].reply::<OnlineStatus>().unwrap(), status(true));
 
     // A local connection changes this node's vote, but not whether the user is online.
-    let connect = kit.streamed_command("Connect", user()).unwrap();
+    let connect = kit
+        .streamed_command(proto::presence::connect(user()))
+        .unwrap();
     assert_eq!(connect.delta(), Some(&deltas::vote(true, 0, 0)));
     assert!(connect.streamed_messages().is_empty());
     let votes = kit.value::<cloudstate::crdt::Vote>().unwrap().unwrap();
@@ -130,14 +144,16 @@ fn votes_of_other_nodes_reach_the_monitors() {
 
     // A monitor that starts late answers the current status first.
     kit.delta(deltas::vote(false, 1, 3)).unwrap();
-    let late = kit.streamed_command("Monitor", user()).unwrap();
+    let late = kit
+        .streamed_command(proto::presence::monitor(user()))
+        .unwrap();
     assert_eq!(late.reply::<OnlineStatus>().unwrap(), status(true));
 }
 
 #[test]
 fn connect_needs_a_stream() {
     let mut kit = kit();
-    let outcome = kit.command("Connect", user()).unwrap();
+    let outcome = kit.command(proto::presence::connect(user())).unwrap();
     assert_eq!(
         outcome.failure().and_then(cloudstate::Failure::code),
         Some(Code::FailedPrecondition)
@@ -149,11 +165,14 @@ fn connect_needs_a_stream() {
 #[test]
 fn a_restarted_entity_withdraws_the_vote_no_connection_backs() {
     let mut kit = kit();
-    kit.streamed_command("Connect", user()).unwrap();
+    kit.streamed_command(proto::presence::connect(user()))
+        .unwrap();
     // The proxy restarts the entity: its streams (and so the connection) are gone, but the
     // replicated vote is still yes.
     let mut restarted = kit.restarted().unwrap();
-    let monitor = restarted.streamed_command("Monitor", user()).unwrap();
+    let monitor = restarted
+        .streamed_command(proto::presence::monitor(user()))
+        .unwrap();
     assert_eq!(monitor.delta(), Some(&deltas::vote(false, 0, 0)));
     assert_eq!(monitor.reply::<OnlineStatus>().unwrap(), status(false));
 }

@@ -11,9 +11,10 @@
 //! Events are `ItemAdded` and `ItemRemoved`; every 5 events the proxy also stores a
 //! `CartSnapshot`. The journal's persistence id is `shopping-cart`.
 
-use cloudstate::{Code, CommandContext, Commands, EventSourced, EventSourcedEntity, Failure};
+use cloudstate::{CommandContext, EventSourced, EventSourcedEntity, Failure, Reply};
 
-/// The cart's protobuf types and gRPC client, and the descriptor set reported at discovery.
+/// The cart's protobuf types, its service's trait and calls, its gRPC client, and the
+/// descriptor set reported at discovery.
 pub mod proto {
     cloudstate::include_protos!("com.example.shoppingcart");
 
@@ -27,9 +28,6 @@ pub mod proto {
 }
 
 use proto::persistence;
-
-/// Full name of the cart's gRPC service.
-pub const SERVICE: &str = "com.example.shoppingcart.ShoppingCart";
 
 /// The journal's persistence id.
 pub const PERSISTENCE_ID: &str = "shopping-cart";
@@ -55,18 +53,19 @@ impl ShoppingCart {
     pub fn items(&self) -> &[persistence::LineItem] {
         &self.items
     }
+}
 
+impl proto::ShoppingCart for ShoppingCart {
     fn add_item(
         &self,
         item: proto::AddLineItem,
-        ctx: &mut CommandContext<CartEvent>,
-    ) -> Result<(), Failure> {
+        ctx: &mut CommandContext<Self>,
+    ) -> Result<Reply<()>, Failure> {
         if item.quantity <= 0 {
-            return Err(Failure::new(format!(
+            return Err(Failure::invalid_argument(format!(
                 "Cannot add negative quantity of item {}",
                 item.product_id
-            ))
-            .with_code(Code::InvalidArgument));
+            )));
         }
         ctx.emit(persistence::ItemAdded {
             item: Some(persistence::LineItem {
@@ -75,36 +74,35 @@ impl ShoppingCart {
                 quantity: item.quantity,
             }),
         });
-        Ok(())
+        Ok(().into())
     }
 
     fn remove_item(
         &self,
         item: proto::RemoveLineItem,
-        ctx: &mut CommandContext<CartEvent>,
-    ) -> Result<(), Failure> {
+        ctx: &mut CommandContext<Self>,
+    ) -> Result<Reply<()>, Failure> {
         if !self
             .items
             .iter()
             .any(|line| line.product_id == item.product_id)
         {
-            return Err(Failure::new(format!(
+            return Err(Failure::not_found(format!(
                 "Cannot remove item {} because it is not in the cart.",
                 item.product_id
-            ))
-            .with_code(Code::NotFound));
+            )));
         }
         ctx.emit(persistence::ItemRemoved {
             product_id: item.product_id,
         });
-        Ok(())
+        Ok(().into())
     }
 
     fn get_cart(
         &self,
         _: proto::GetShoppingCart,
-        _: &mut CommandContext<CartEvent>,
-    ) -> Result<proto::Cart, Failure> {
+        _: &mut CommandContext<Self>,
+    ) -> Result<Reply<proto::Cart>, Failure> {
         let items = self
             .items
             .iter()
@@ -114,29 +112,13 @@ impl ShoppingCart {
                 quantity: line.quantity,
             })
             .collect();
-        Ok(proto::Cart { items })
+        Ok(proto::Cart { items }.into())
     }
 }
 
 impl EventSourcedEntity for ShoppingCart {
     type Event = CartEvent;
     type Snapshot = persistence::CartSnapshot;
-
-    fn new(_user_id: &str) -> Self {
-        ShoppingCart::default()
-    }
-
-    fn from_snapshot(_user_id: &str, snapshot: persistence::CartSnapshot) -> Self {
-        ShoppingCart {
-            items: snapshot.items,
-        }
-    }
-
-    fn snapshot(&self) -> persistence::CartSnapshot {
-        persistence::CartSnapshot {
-            items: self.items.clone(),
-        }
-    }
 
     fn apply(&mut self, event: &CartEvent) {
         match event {
@@ -157,22 +139,28 @@ impl EventSourcedEntity for ShoppingCart {
         }
     }
 
-    fn commands(commands: &mut Commands<Self>) {
-        commands
-            .add("AddItem", Self::add_item)
-            .add("RemoveItem", Self::remove_item)
-            .add("GetCart", Self::get_cart);
+    fn snapshot(&self) -> Option<persistence::CartSnapshot> {
+        Some(persistence::CartSnapshot {
+            items: self.items.clone(),
+        })
+    }
+
+    fn from_snapshot(snapshot: persistence::CartSnapshot) -> Option<Self> {
+        Some(ShoppingCart {
+            items: snapshot.items,
+        })
     }
 }
 
-/// The cart's registration: service, persistence id `shopping-cart`, a snapshot every 5 events.
+/// The cart's registration: persistence id `shopping-cart`, a snapshot every 5 events.
 pub fn entity() -> EventSourced<ShoppingCart> {
-    EventSourced::new(SERVICE)
+    proto::shopping_cart::entity()
         .persistence_id(PERSISTENCE_ID)
         .snapshot_every(5)
 }
 
-/// The user function serving the cart, ready to [`serve`](cloudstate::Server::serve).
+/// The user function serving the cart, ready to
+/// [`serve_from_env`](cloudstate::Server::serve_from_env).
 ///
 /// # Errors
 ///

@@ -40,7 +40,7 @@ fn line(product_id: &str, name: &str, quantity: i32) -> proto::LineItem {
 }
 
 fn items(kit: &mut EventSourcedTestKit<ShoppingCart>) -> Vec<proto::LineItem> {
-    kit.command("GetCart", get())
+    kit.command(proto::shopping_cart::get_cart(get()))
         .unwrap()
         .reply::<proto::Cart>()
         .unwrap()
@@ -52,7 +52,9 @@ fn add_remove_and_get() {
     let mut kit = cart();
     assert!(items(&mut kit).is_empty());
 
-    let added = kit.command("AddItem", add("apple", "Apple", 2)).unwrap();
+    let added = kit
+        .command(proto::shopping_cart::add_item(add("apple", "Apple", 2)))
+        .unwrap();
     added.reply::<()>().unwrap();
     assert_eq!(
         added.events(),
@@ -64,14 +66,18 @@ fn add_remove_and_get() {
             }),
         })]
     );
-    kit.command("AddItem", add("pear", "Pear", 1)).unwrap();
-    kit.command("AddItem", add("apple", "Apple", 3)).unwrap();
+    kit.command(proto::shopping_cart::add_item(add("pear", "Pear", 1)))
+        .unwrap();
+    kit.command(proto::shopping_cart::add_item(add("apple", "Apple", 3)))
+        .unwrap();
     assert_eq!(
         items(&mut kit),
         [line("apple", "Apple", 5), line("pear", "Pear", 1)]
     );
 
-    let removed = kit.command("RemoveItem", remove("apple")).unwrap();
+    let removed = kit
+        .command(proto::shopping_cart::remove_item(remove("apple")))
+        .unwrap();
     removed.reply::<()>().unwrap();
     assert_eq!(
         removed.events(),
@@ -79,7 +85,8 @@ fn add_remove_and_get() {
             product_id: "apple".into()
         })]
     );
-    kit.command("AddItem", add("apple", "Apple", 1)).unwrap();
+    kit.command(proto::shopping_cart::add_item(add("apple", "Apple", 1)))
+        .unwrap();
     // Insertion order: a product added again goes to the end.
     assert_eq!(
         items(&mut kit),
@@ -90,11 +97,14 @@ fn add_remove_and_get() {
 #[test]
 fn failures_emit_nothing() {
     let mut kit = cart();
-    kit.command("AddItem", add("apple", "Apple", 1)).unwrap();
+    kit.command(proto::shopping_cart::add_item(add("apple", "Apple", 1)))
+        .unwrap();
 
     for quantity in [0, -3] {
         let outcome = kit
-            .command("AddItem", add("pear", "Pear", quantity))
+            .command(proto::shopping_cart::add_item(add(
+                "pear", "Pear", quantity,
+            )))
             .unwrap();
         let failure = outcome.failure().unwrap();
         assert_eq!(
@@ -105,7 +115,9 @@ fn failures_emit_nothing() {
         assert!(outcome.events().is_empty());
     }
 
-    let outcome = kit.command("RemoveItem", remove("pear")).unwrap();
+    let outcome = kit
+        .command(proto::shopping_cart::remove_item(remove("pear")))
+        .unwrap();
     let failure = outcome.failure().unwrap();
     assert_eq!(
         failure.description(),
@@ -123,10 +135,14 @@ fn snapshot_every_five_events() {
     let mut kit = cart();
     let snapshots: Vec<bool> = (1..=11)
         .map(|n| {
-            kit.command("AddItem", add(&format!("p{n}"), "Product", 1))
-                .unwrap()
-                .snapshot()
-                .is_some()
+            kit.command(proto::shopping_cart::add_item(add(
+                &format!("p{n}"),
+                "Product",
+                1,
+            )))
+            .unwrap()
+            .snapshot()
+            .is_some()
         })
         .collect();
     let expected: Vec<bool> = (1..=11).map(|n| n % 5 == 0).collect();
@@ -136,20 +152,27 @@ fn snapshot_every_five_events() {
     assert_eq!(*sequence, 10);
     assert_eq!(snapshot.items.len(), 10);
     // Reads emit nothing, so they never snapshot.
-    assert!(kit.command("GetCart", get()).unwrap().snapshot().is_none());
+    assert!(
+        kit.command(proto::shopping_cart::get_cart(get()))
+            .unwrap()
+            .snapshot()
+            .is_none()
+    );
 }
 
 #[test]
 fn recovery_from_snapshot_and_events_gives_the_same_cart() {
     let mut kit = cart();
     for (n, product) in ["a", "b", "c", "a", "d", "e", "b"].iter().enumerate() {
-        kit.command(
-            "AddItem",
-            add(product, &product.to_uppercase(), n as i32 + 1),
-        )
+        kit.command(proto::shopping_cart::add_item(add(
+            product,
+            &product.to_uppercase(),
+            n as i32 + 1,
+        )))
         .unwrap();
     }
-    kit.command("RemoveItem", remove("c")).unwrap();
+    kit.command(proto::shopping_cart::remove_item(remove("c")))
+        .unwrap();
     assert_eq!(
         kit.latest_snapshot().map(|(sequence, _)| *sequence),
         Some(5)

@@ -97,7 +97,7 @@ async fn discovery_reports_the_complete_descriptor_set() {
 fn init() -> EventSourcedStreamIn {
     EventSourcedStreamIn {
         message: Some(event_sourced_stream_in::Message::Init(EventSourcedInit {
-            service_name: shopping_cart::SERVICE.into(),
+            service_name: shopping_cart::proto::shopping_cart::NAME.into(),
             entity_id: "user1".into(),
             snapshot: None,
         })),

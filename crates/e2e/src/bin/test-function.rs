@@ -13,12 +13,10 @@
 use std::time::Duration;
 
 use cloudstate::{
-    Action, ActionCommands, ActionContext, ActionReply, ActionService, Code, CommandContext,
-    Commands, EventSourced, EventSourcedEntity, Failure, Reply, ReplyStream, RequestStream,
-    ValueCommands, ValueContext, ValueEntity, ValueEntityService,
+    ActionContext, ActionReply, CommandContext, EventSourcedEntity, Failure, Reply, ReplyStream,
+    RequestStream, ValueContext,
 };
 use tokio_stream::StreamExt;
-use tracing_subscriber::EnvFilter;
 
 /// The generated types of `e2e.proto`.
 mod proto {
@@ -28,46 +26,37 @@ mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = cloudstate::include_descriptor_set!();
 }
 
-use proto::Value;
-
-const COUNTER: &str = "cloudstate.e2e.Counter";
-const LEDGER: &str = "cloudstate.e2e.Ledger";
-const RELAY: &str = "cloudstate.e2e.Relay";
+use proto::{Value, counter, relay};
 
 /// `Counter`: the state is the stored `Value` (0 when nothing is stored).
-impl ValueEntity for Value {
-    fn commands(commands: &mut ValueCommands<Self>) {
-        commands
-            .add("Increment", Self::increment)
-            .add("Get", Self::get)
-            .add("Delete", Self::delete)
-            .add("Slow", Self::slow)
-            .add("Crash", Self::crash)
-            .add("Fail", Self::fail);
-    }
-}
-
-impl Value {
+impl proto::Counter for Value {
     fn increment(
         &self,
         request: proto::IncrementRequest,
         ctx: &mut ValueContext<Self>,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Reply<Value>, Failure> {
         let value = self.value.checked_add(request.by).ok_or_else(|| {
-            Failure::new(format!("Counter {} would overflow", request.id))
-                .with_code(Code::OutOfRange)
+            Failure::out_of_range(format!("Counter {} would overflow", request.id))
         })?;
         ctx.update_state(Value { value });
-        Ok(Value { value })
+        Ok(Value { value }.into())
     }
 
-    fn get(&self, _: proto::CounterId, _: &mut ValueContext<Self>) -> Result<Value, Failure> {
-        Ok(*self)
+    fn get(
+        &self,
+        _: proto::CounterId,
+        _: &mut ValueContext<Self>,
+    ) -> Result<Reply<Value>, Failure> {
+        Ok((*self).into())
     }
 
-    fn delete(&self, _: proto::CounterId, ctx: &mut ValueContext<Self>) -> Result<(), Failure> {
+    fn delete(
+        &self,
+        _: proto::CounterId,
+        ctx: &mut ValueContext<Self>,
+    ) -> Result<Reply<()>, Failure> {
         ctx.delete_state();
-        Ok(())
+        Ok(().into())
     }
 
     /// Blocks this entity's stream for `millis`; other entities keep being served (the runtime
@@ -76,17 +65,17 @@ impl Value {
         &self,
         request: proto::SlowRequest,
         _: &mut ValueContext<Self>,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Reply<Value>, Failure> {
         let pause = Duration::from_millis(u64::from(request.millis));
         tokio::task::block_in_place(|| std::thread::sleep(pause));
-        Ok(*self)
+        Ok((*self).into())
     }
 
     fn crash(
         &self,
         request: proto::CounterId,
         _: &mut ValueContext<Self>,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Reply<Value>, Failure> {
         tracing::warn!(counter = %request.id, "Crash: exiting");
         std::process::exit(1)
     }
@@ -95,10 +84,10 @@ impl Value {
         &self,
         request: proto::FailRequest,
         ctx: &mut ValueContext<Self>,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Reply<Value>, Failure> {
         // Discarded with the failure: the proxy must not store it.
         ctx.update_state(Value { value: -1 });
-        Err(Failure::new(request.message).with_code(Code::FailedPrecondition))
+        Err(Failure::failed_precondition(request.message))
     }
 }
 
@@ -110,39 +99,39 @@ cloudstate::events! {
 }
 
 /// `Ledger`: the sum of the recorded amounts.
+#[derive(Default)]
 struct Ledger {
     total: i64,
 }
 
-impl Ledger {
+impl proto::Ledger for Ledger {
     fn record(
         &self,
         request: proto::RecordRequest,
-        ctx: &mut CommandContext<LedgerEvent>,
+        ctx: &mut CommandContext<Self>,
     ) -> Result<Reply<Value>, Failure> {
         let total = self.total.checked_add(request.amount).ok_or_else(|| {
-            Failure::new(format!("Ledger {} would overflow", request.id))
-                .with_code(Code::OutOfRange)
+            Failure::out_of_range(format!("Ledger {} would overflow", request.id))
         })?;
         ctx.emit(proto::Recorded {
             amount: request.amount,
         });
         if request.forward_to.is_empty() {
-            return Ok(Reply::Message(Value { value: total }));
+            return Ok(Value { value: total }.into());
         }
         let increment = proto::IncrementRequest {
             id: request.forward_to,
             by: request.amount,
         };
-        Ok(Reply::forward(COUNTER, "Increment", &increment))
+        Ok(Reply::forward(counter::increment(increment)))
     }
 
     fn total(
         &self,
         _: proto::LedgerId,
-        _: &mut CommandContext<LedgerEvent>,
-    ) -> Result<Value, Failure> {
-        Ok(Value { value: self.total })
+        _: &mut CommandContext<Self>,
+    ) -> Result<Reply<Value>, Failure> {
+        Ok(Value { value: self.total }.into())
     }
 }
 
@@ -150,41 +139,31 @@ impl EventSourcedEntity for Ledger {
     type Event = LedgerEvent;
     type Snapshot = Value;
 
-    fn new(_: &str) -> Self {
-        Ledger { total: 0 }
-    }
-
-    fn from_snapshot(_: &str, snapshot: Value) -> Self {
-        Ledger {
-            total: snapshot.value,
-        }
-    }
-
-    fn snapshot(&self) -> Value {
-        Value { value: self.total }
-    }
-
     fn apply(&mut self, LedgerEvent::Recorded(recorded): &LedgerEvent) {
         self.total = self.total.saturating_add(recorded.amount);
     }
 
-    fn commands(commands: &mut Commands<Self>) {
-        commands
-            .add("Record", Self::record)
-            .add("Total", Self::total);
+    fn snapshot(&self) -> Option<Value> {
+        Some(Value { value: self.total })
+    }
+
+    fn from_snapshot(snapshot: Value) -> Option<Self> {
+        Some(Ledger {
+            total: snapshot.value,
+        })
     }
 }
 
 /// `Relay`: stateless.
 struct Relay;
 
-impl Relay {
+impl proto::Relay for Relay {
     async fn to_counter(
         &self,
         request: proto::IncrementRequest,
         _: &mut ActionContext,
     ) -> Result<Reply<Value>, Failure> {
-        Ok(Reply::forward(COUNTER, "Increment", &request))
+        Ok(Reply::forward(counter::increment(request)))
     }
 
     async fn bounce(
@@ -193,40 +172,50 @@ impl Relay {
         _: &mut ActionContext,
     ) -> Result<Reply<Value>, Failure> {
         if request.hops == 0 {
-            return Ok(Reply::Message(Value {
+            return Ok(Value {
                 value: i64::from(request.seen),
-            }));
+            }
+            .into());
         }
         let next = proto::BounceRequest {
             hops: request.hops - 1,
             seen: request.seen.saturating_add(1),
         };
-        Ok(Reply::forward(RELAY, "Bounce", &next))
+        Ok(Reply::forward(relay::bounce(next)))
     }
 
     async fn fan_out(
         &self,
         request: proto::FanOutRequest,
         ctx: &mut ActionContext,
-    ) -> Result<(), Failure> {
+    ) -> Result<Reply<()>, Failure> {
         for id in request.ids {
             let increment = proto::IncrementRequest { id, by: 1 };
-            ctx.side_effect(COUNTER, "Increment", &increment, request.synchronous);
+            let call = counter::increment(increment);
+            if request.synchronous {
+                ctx.side_effect(call.synchronous());
+            } else {
+                ctx.side_effect(call);
+            }
         }
-        Ok(())
+        Ok(().into())
     }
 
     async fn crashing_effect(
         &self,
         request: proto::CounterId,
         ctx: &mut ActionContext,
-    ) -> Result<(), Failure> {
-        ctx.side_effect(COUNTER, "Crash", &request, true);
-        Ok(())
+    ) -> Result<Reply<()>, Failure> {
+        ctx.side_effect(counter::crash(request).synchronous());
+        Ok(().into())
     }
 
-    async fn echo(&self, text: proto::Text, _: &mut ActionContext) -> Result<proto::Text, Failure> {
-        Ok(text)
+    async fn echo(
+        &self,
+        text: proto::Text,
+        _: &mut ActionContext,
+    ) -> Result<Reply<proto::Text>, Failure> {
+        Ok(text.into())
     }
 
     async fn repeat(
@@ -246,11 +235,12 @@ impl Relay {
         &self,
         texts: RequestStream<proto::Text>,
         _: &mut ActionContext,
-    ) -> Result<proto::Text, Failure> {
+    ) -> Result<Reply<proto::Text>, Failure> {
         let texts: Vec<String> = texts.map(|text| text.text).collect().await;
         Ok(proto::Text {
             text: texts.join(" "),
-        })
+        }
+        .into())
     }
 
     async fn shout(
@@ -266,46 +256,23 @@ impl Relay {
     }
 }
 
-impl Action for Relay {
-    fn commands(commands: &mut ActionCommands<Self>) {
-        commands
-            .unary("ToCounter", Self::to_counter)
-            .unary("Bounce", Self::bounce)
-            .unary("FanOut", Self::fan_out)
-            .unary("CrashingEffect", Self::crashing_effect)
-            .unary("Echo", Self::echo)
-            .server_streaming("Repeat", Self::repeat)
-            .client_streaming("Concat", Self::concat)
-            .streamed("Shout", Self::shout);
-    }
-}
-
 /// The user function with the three services.
 fn server() -> Result<cloudstate::Server, cloudstate::Error> {
     Ok(cloudstate::Server::new(proto::FILE_DESCRIPTOR_SET)?
-        .register(ValueEntityService::<Value>::new(COUNTER).persistence_id("counter"))?
+        .register(counter::entity::<Value>().persistence_id("counter"))?
         .register(
-            EventSourced::<Ledger>::new(LEDGER)
+            proto::ledger::entity::<Ledger>()
                 .persistence_id("ledger")
                 .snapshot_every(5),
         )?
-        .register(ActionService::new(RELAY, Relay))?
+        .register(relay::action(Relay))?
         .service_info("test-function", env!("CARGO_PKG_VERSION")))
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let server = server()?;
-    let addr = cloudstate::address_from_env().await?;
-    tracing::info!(%addr, "test-function starting");
-    // Logs the address again once it listens, and serves until Ctrl-C or SIGTERM.
-    server.serve(addr).await?;
-    Ok(())
+async fn main() -> Result<(), cloudstate::Error> {
+    // Logs the address once it listens, and serves until Ctrl-C or SIGTERM.
+    server()?.serve_from_env().await
 }
 
 #[cfg(test)]
@@ -325,9 +292,10 @@ mod tests {
     use tonic::transport::Channel;
 
     use super::*;
+    use cloudstate::Code;
 
     fn counter() -> ValueEntityTestKit<Value> {
-        ValueEntityTestKit::new(ValueEntityService::new(COUNTER), "c1")
+        ValueEntityTestKit::new(counter::entity(), "c1")
     }
 
     fn increment(id: &str, by: i64) -> proto::IncrementRequest {
@@ -343,14 +311,14 @@ mod tests {
         let mut kit = counter();
         let id = proto::CounterId { id: "c1".into() };
         assert_eq!(
-            kit.command("Get", id.clone())
+            kit.command(counter::get(id.clone()))
                 .unwrap()
                 .reply::<Value>()
                 .unwrap()
                 .value,
             0
         );
-        let outcome = kit.command("Increment", increment("c1", 5)).unwrap();
+        let outcome = kit.command(counter::increment(increment("c1", 5))).unwrap();
         assert_eq!(outcome.reply::<Value>().unwrap().value, 5);
         assert_eq!(
             outcome.state_action(),
@@ -358,13 +326,10 @@ mod tests {
         );
 
         let failed = kit
-            .command(
-                "Fail",
-                proto::FailRequest {
-                    id: "c1".into(),
-                    message: "no".into(),
-                },
-            )
+            .command(counter::fail(proto::FailRequest {
+                id: "c1".into(),
+                message: "no".into(),
+            }))
             .unwrap();
         let failure = failed.failure().unwrap();
         assert_eq!(
@@ -379,7 +344,7 @@ mod tests {
             millis: 1,
         };
         assert_eq!(
-            kit.command("Slow", slow)
+            kit.command(counter::slow(slow))
                 .unwrap()
                 .reply::<Value>()
                 .unwrap()
@@ -387,10 +352,10 @@ mod tests {
             5
         );
 
-        let deleted = kit.command("Delete", id.clone()).unwrap();
+        let deleted = kit.command(counter::delete(id.clone())).unwrap();
         assert_eq!(deleted.state_action(), Some(&StateAction::Delete));
         assert_eq!(
-            kit.command("Get", id)
+            kit.command(counter::get(id))
                 .unwrap()
                 .reply::<Value>()
                 .unwrap()
@@ -402,70 +367,72 @@ mod tests {
     #[test]
     fn ledger_totals_snapshots_every_five_and_forwards() {
         let mut kit =
-            EventSourcedTestKit::new(EventSourced::<Ledger>::new(LEDGER).snapshot_every(5), "l1");
+            EventSourcedTestKit::new(proto::ledger::entity::<Ledger>().snapshot_every(5), "l1");
         let record = |amount, forward_to: &str| proto::RecordRequest {
             id: "l1".into(),
             amount,
             forward_to: forward_to.into(),
         };
         for amount in 1..=4 {
-            let outcome = kit.command("Record", record(amount, "")).unwrap();
+            let outcome = kit
+                .command(proto::ledger::record(record(amount, "")))
+                .unwrap();
             assert!(outcome.snapshot().is_none());
         }
-        let fifth = kit.command("Record", record(5, "")).unwrap();
+        let fifth = kit.command(proto::ledger::record(record(5, ""))).unwrap();
         assert_eq!(fifth.reply::<Value>().unwrap().value, 15);
         assert_eq!(fifth.snapshot(), Some(&Value { value: 15 }));
 
-        let forwarded = kit.command("Record", record(7, "c9")).unwrap();
+        let forwarded = kit.command(proto::ledger::record(record(7, "c9"))).unwrap();
         let forward = forwarded.forward().unwrap();
         assert_eq!(
             (forward.service.as_str(), forward.method.as_str()),
-            (COUNTER, "Increment")
+            (counter::NAME, "Increment")
         );
         assert_eq!(forward.payload, Any::from_message(&increment("c9", 7)));
         assert_eq!(forwarded.events().len(), 1);
         let total = kit
-            .command("Total", proto::LedgerId { id: "l1".into() })
+            .command(proto::ledger::total(proto::LedgerId { id: "l1".into() }))
             .unwrap();
         assert_eq!(total.reply::<Value>().unwrap().value, 22);
     }
 
     #[tokio::test]
     async fn relay_forwards_and_fans_out() {
-        let kit = ActionTestKit::new(ActionService::new(RELAY, Relay));
-        let to_counter = kit.unary("ToCounter", increment("c1", 2)).await.unwrap();
+        let kit = ActionTestKit::new(relay::action(Relay));
+        let to_counter = kit
+            .unary(relay::to_counter(increment("c1", 2)))
+            .await
+            .unwrap();
         assert_eq!(
             to_counter.forward().unwrap().payload,
             Any::from_message(&increment("c1", 2))
         );
 
         let bounce = kit
-            .unary("Bounce", proto::BounceRequest { hops: 3, seen: 0 })
+            .unary(relay::bounce(proto::BounceRequest { hops: 3, seen: 0 }))
             .await
             .unwrap();
         let forward = bounce.forward().unwrap();
         assert_eq!(
             (forward.service.as_str(), forward.method.as_str()),
-            (RELAY, "Bounce")
+            (relay::NAME, "Bounce")
         );
         assert_eq!(
             forward.payload,
             Any::from_message(&proto::BounceRequest { hops: 2, seen: 1 })
         );
         let done = kit
-            .unary("Bounce", proto::BounceRequest { hops: 0, seen: 3 })
+            .unary(relay::bounce(proto::BounceRequest { hops: 0, seen: 3 }))
             .await
             .unwrap();
         assert_eq!(done.reply::<Value>().unwrap().value, 3);
 
         let fan_out = kit
-            .unary(
-                "FanOut",
-                proto::FanOutRequest {
-                    ids: vec!["a".into(), "b".into()],
-                    synchronous: true,
-                },
-            )
+            .unary(relay::fan_out(proto::FanOutRequest {
+                ids: vec!["a".into(), "b".into()],
+                synchronous: true,
+            }))
             .await
             .unwrap();
         fan_out.reply::<()>().unwrap();
@@ -483,7 +450,7 @@ mod tests {
         );
 
         let crashing = kit
-            .unary("CrashingEffect", proto::CounterId { id: "x".into() })
+            .unary(relay::crashing_effect(proto::CounterId { id: "x".into() }))
             .await
             .unwrap();
         let effect = &crashing.side_effects()[0];
@@ -493,24 +460,21 @@ mod tests {
                 effect.method.as_str(),
                 effect.synchronous
             ),
-            (COUNTER, "Crash", true)
+            (counter::NAME, "Crash", true)
         );
     }
 
     #[tokio::test]
     async fn relay_streams_in_all_shapes() {
-        let kit = ActionTestKit::new(ActionService::new(RELAY, Relay));
-        let echo = kit.unary("Echo", text("hi")).await.unwrap();
+        let kit = ActionTestKit::new(relay::action(Relay));
+        let echo = kit.unary(relay::echo(text("hi"))).await.unwrap();
         assert_eq!(echo.reply::<proto::Text>().unwrap(), text("hi"));
 
         let repeated = kit
-            .server_streaming(
-                "Repeat",
-                proto::RepeatRequest {
-                    text: "go".into(),
-                    times: 3,
-                },
-            )
+            .server_streaming(relay::repeat(proto::RepeatRequest {
+                text: "go".into(),
+                times: 3,
+            }))
             .await
             .unwrap();
         let texts: Vec<_> = repeated
@@ -520,12 +484,15 @@ mod tests {
         assert_eq!(texts, ["go 1", "go 2", "go 3"]);
 
         let concat = kit
-            .client_streaming("Concat", [text("a"), text("b"), text("c")])
+            .client_streaming(relay::concat, [text("a"), text("b"), text("c")])
             .await
             .unwrap();
         assert_eq!(concat.reply::<proto::Text>().unwrap().text, "a b c");
 
-        let shouted = kit.streamed("Shout", [text("x"), text("y")]).await.unwrap();
+        let shouted = kit
+            .streamed(relay::shout, [text("x"), text("y")])
+            .await
+            .unwrap();
         let texts: Vec<_> = shouted
             .iter()
             .map(|outcome| outcome.reply::<proto::Text>().unwrap().text)
@@ -537,7 +504,7 @@ mod tests {
         vec![
             ValueEntityStreamIn {
                 message: Some(value_entity_stream_in::Message::Init(ValueEntityInit {
-                    service_name: COUNTER.into(),
+                    service_name: counter::NAME.into(),
                     entity_id: id.into(),
                     state: Some(ValueEntityInitState { value: None }),
                 })),

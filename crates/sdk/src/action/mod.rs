@@ -17,7 +17,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::command::{Shape, Signature, decode_request};
-use crate::{Error, Failure, IntoReply, Metadata, Reply, SideEffect};
+use crate::{Call, Error, Failure, IntoReply, Metadata, Reply, SideEffect};
 
 mod dispatch;
 
@@ -25,26 +25,23 @@ pub(crate) use dispatch::{ActionType, Calls, Payloads, call};
 use dispatch::{Handler, Many, Single};
 
 /// A stateless service: a type whose methods handle the calls of one gRPC service, one call
-/// at a time or many concurrently.
+/// at a time or many concurrently. Its handlers are the methods of the trait `cloudstate-build`
+/// generates for the service (e.g. `proto::Checkout`), which the type implements.
 ///
 /// One value serves every call (the registration owns it), so it is the place for clients of
-/// other services, configuration and other shared resources. Handlers are `async` methods (or
-/// functions) taking `&self`, the decoded request (or a [`RequestStream`] of them) and an
+/// other services, configuration and other shared resources. Handlers are `async` methods
+/// taking `&self`, the decoded request (or a [`RequestStream`] of them) and an
 /// [`ActionContext`]; they return the reply (or a [`ReplyStream`]) or a [`Failure`]:
 ///
-/// | method shape | register with | handler |
-/// |---|---|---|
-/// | unary | [`unary`](ActionCommands::unary) | `async fn(&self, In, &mut ActionContext) -> Result<R, Failure>` |
-/// | server streaming | [`server_streaming`](ActionCommands::server_streaming) | `async fn(&self, In, &mut ActionContext) -> Result<ReplyStream<Out>, Failure>` |
-/// | client streaming | [`client_streaming`](ActionCommands::client_streaming) | `async fn(&self, RequestStream<In>, &mut ActionContext) -> Result<R, Failure>` |
-/// | bidirectional | [`streamed`](ActionCommands::streamed) | `async fn(&self, RequestStream<In>, &mut ActionContext) -> Result<ReplyStream<Out>, Failure>` |
-///
-/// where `R` is the output message, `()` for `google.protobuf.Empty`, or a [`Reply`] (to
-/// forward, or to reply nothing).
-pub trait Action: Sized + Send + Sync + 'static {
-    /// Registers a handler for each method of the action's service.
-    fn commands(commands: &mut ActionCommands<Self>);
-}
+/// | method shape | handler |
+/// |---|---|
+/// | unary | `async fn(&self, In, &mut ActionContext) -> Result<Reply<Out>, Failure>` |
+/// | server streaming | `async fn(&self, In, &mut ActionContext) -> Result<ReplyStream<Out>, Failure>` |
+/// | client streaming | `async fn(&self, RequestStream<In>, &mut ActionContext) -> Result<Reply<Out>, Failure>` |
+/// | bidirectional | `async fn(&self, RequestStream<In>, &mut ActionContext) -> Result<ReplyStream<Out>, Failure>` |
+pub trait Action: Send + Sync + 'static {}
+
+impl<T: Send + Sync + 'static> Action for T {}
 
 /// An asynchronous handler of an action method: a function (usually an `async fn`) taking the
 /// action, the input and the context and returning a `Send` future of the output or a
@@ -99,18 +96,12 @@ impl ActionContext {
         &self.metadata
     }
 
-    /// Asks the proxy to call `service` (full name) `method` with `request`; `synchronous`
-    /// makes the proxy wait for the call before answering the client (and fail the call if it
-    /// fails). The call's result is ignored.
-    pub fn side_effect<R: Message + Name>(
-        &mut self,
-        service: impl Into<String>,
-        method: impl Into<String>,
-        request: &R,
-        synchronous: bool,
-    ) {
-        self.side_effects
-            .push(SideEffect::new(service, method, request, synchronous));
+    /// Asks the proxy to make `effect` (a generated call, e.g.
+    /// `proto::inventory::reserve(request)`, or `call.synchronous()`) along with
+    /// the response: a synchronous one is waited for before the client gets it (and its
+    /// failure fails the call). The call's result is ignored.
+    pub fn side_effect(&mut self, effect: impl Into<SideEffect>) {
+        self.side_effects.push(effect.into());
     }
 
     /// The side effects recorded so far.
@@ -136,14 +127,10 @@ impl<M> ActionReply<M> {
         Reply::Message(message).into()
     }
 
-    /// A forward to `service` (full name) `method` with `request` as its input; the proxy
-    /// sends the client that method's reply.
-    pub fn forward<R: Message + Name>(
-        service: impl Into<String>,
-        method: impl Into<String>,
-        request: &R,
-    ) -> Self {
-        Reply::forward(service, method, request).into()
+    /// A forward to `call` (a generated call of a method with the same output type); the
+    /// proxy sends the client that method's reply.
+    pub fn forward(call: Call<M>) -> Self {
+        Reply::forward(call).into()
     }
 
     /// No message for the client (its side effects still run).
@@ -157,8 +144,8 @@ impl<M> ActionReply<M> {
     }
 
     /// Adds a side effect the proxy runs before sending this response.
-    pub fn with_side_effect(mut self, effect: SideEffect) -> Self {
-        self.side_effects.push(effect);
+    pub fn with_side_effect(mut self, effect: impl Into<SideEffect>) -> Self {
+        self.side_effects.push(effect.into());
         self
     }
 }
@@ -307,10 +294,12 @@ impl<M> Stream for RequestStream<M> {
     }
 }
 
-/// The handlers of an action, by gRPC method name; filled in by [`Action::commands`].
+/// The handlers of an action, by gRPC method name; filled in by the code `cloudstate-build`
+/// generates.
 ///
 /// At registration the server checks each handler's input and output types and shape against
 /// the method's in the descriptor set. Registering a method twice keeps the last handler.
+#[doc(hidden)]
 pub struct ActionCommands<A> {
     handlers: HashMap<String, (Signature, Handler<A>)>,
 }
@@ -436,13 +425,18 @@ pub struct ActionService<A: Action> {
 }
 
 impl<A: Action> ActionService<A> {
-    /// `action` serving `service_name` (the service's full name, e.g.
-    /// `com.example.checkout.Checkout`), with the handlers of [`Action::commands`].
-    pub fn new(service_name: impl Into<String>, action: A) -> Self {
+    /// `action` serving `service_name` with the handlers `register` adds. For generated code:
+    /// users call the generated `action(value)` of their service's module.
+    #[doc(hidden)]
+    pub fn new(
+        service_name: &str,
+        action: A,
+        register: impl FnOnce(&mut ActionCommands<A>),
+    ) -> Self {
         let mut commands = ActionCommands::new();
-        A::commands(&mut commands);
+        register(&mut commands);
         ActionService {
-            service_name: service_name.into(),
+            service_name: service_name.to_owned(),
             action,
             commands,
         }

@@ -1,5 +1,5 @@
-//! CRDT entities: the [`CrdtEntity`] trait an entity type implements, its command handlers
-//! ([`CrdtCommands`], [`CrdtContext`], [`StreamedContext`], [`ChangeContext`]), its
+//! CRDT entities: what an entity type is ([`CrdtEntity`]), its handlers' contexts
+//! ([`CrdtContext`], [`StreamedContext`], [`ChangeContext`]), its
 //! registration ([`CrdtEntityService`]), and the typed CRDTs its state is one of
 //! ([`GCounter`], [`PnCounter`], [`GSet`], [`OrSet`], [`LwwRegister`], [`Flag`], [`OrMap`],
 //! [`Vote`]) with the encodings of their elements ([`ToAny`], [`FromAny`], [`ProtoValue`]).
@@ -19,8 +19,8 @@
 //!
 //! # Streamed commands
 //!
-//! A server-streaming method is a *streamed command*: its handler
-//! ([`CrdtCommands::streamed`]) may keep the client's stream open by registering an
+//! A server-streaming method is a *streamed command*: its handler (which takes a
+//! [`StreamedContext`]) may keep the client's stream open by registering an
 //! [on-change callback](StreamedContext::on_change), which runs each time the state changes
 //! (a delta from the proxy, or another command's or cancellation's change) and may send the
 //! client a message, side effects, or end the stream; and an
@@ -60,18 +60,16 @@ use types::{Scope, mismatch};
 pub use value::{CrdtValue, FromAny, ProtoValue, ToAny};
 
 /// A CRDT entity type: one instance per entity id (with whatever it keeps locally, e.g. how
-/// many of its streams are open on this node) and the commands of its service.
+/// many of its streams are open on this node), starting as `Self::default()`. Its commands are
+/// the methods of the trait `cloudstate-build` generates for its service (e.g.
+/// `proto::Presence`), which the type implements.
 ///
 /// The replicated state is not part of `Self`: handlers reach it through their context, as
 /// one of the eight CRDT types. `Self` is local to this user function's process (it starts
 /// afresh with every stream the proxy opens) and is not rolled back when a handler fails.
-pub trait CrdtEntity: Sized + Send + 'static {
-    /// The instance for entity `entity_id`, before any command.
-    fn new(entity_id: &str) -> Self;
+pub trait CrdtEntity: Default + Send + 'static {}
 
-    /// Registers a handler for each command (gRPC method) of the entity's service.
-    fn commands(commands: &mut CrdtCommands<Self>);
-}
+impl<T: Default + Send + 'static> CrdtEntity for T {}
 
 /// How many proxy nodes must have a handler's state change before its reply goes to the
 /// client.
@@ -233,18 +231,12 @@ impl CrdtContext {
         self.write_consistency = consistency;
     }
 
-    /// Asks the proxy to call `service` (full name) `method` with `request` once this
-    /// command's state change is applied; `synchronous` makes the proxy wait for the call
-    /// before replying. The call's result is ignored.
-    pub fn side_effect<R: Message + Name>(
-        &mut self,
-        service: impl Into<String>,
-        method: impl Into<String>,
-        request: &R,
-        synchronous: bool,
-    ) {
-        self.side_effects
-            .push(SideEffect::new(service, method, request, synchronous));
+    /// Asks the proxy to make `effect` (a generated call, e.g.
+    /// `proto::inventory::reserve(request)`, or `call.synchronous()`) along with
+    /// this reply or message: a synchronous one is waited for before the client gets it. The
+    /// call's result is ignored.
+    pub fn side_effect(&mut self, effect: impl Into<SideEffect>) {
+        self.side_effects.push(effect.into());
     }
 
     /// The handler succeeded: its state change, as the new state and the state action for the
@@ -450,17 +442,12 @@ impl<'a> ChangeContext<'a> {
         self.state
     }
 
-    /// Asks the proxy to call `service` (full name) `method` with `request` along with this
-    /// message; `synchronous` makes the proxy wait for the call before sending the message.
-    pub fn side_effect<R: Message + Name>(
-        &mut self,
-        service: impl Into<String>,
-        method: impl Into<String>,
-        request: &R,
-        synchronous: bool,
-    ) {
-        self.side_effects
-            .push(SideEffect::new(service, method, request, synchronous));
+    /// Asks the proxy to make `effect` (a generated call, e.g.
+    /// `proto::inventory::reserve(request)`, or `call.synchronous()`) along with
+    /// this reply or message: a synchronous one is waited for before the client gets it. The
+    /// call's result is ignored.
+    pub fn side_effect(&mut self, effect: impl Into<SideEffect>) {
+        self.side_effects.push(effect.into());
     }
 
     /// Ends the client's stream after this message (if any); the callbacks are dropped.
@@ -498,11 +485,12 @@ enum Call<E> {
     Streamed(Box<StreamedFn<E>>),
 }
 
-/// The command handlers of a CRDT entity, by gRPC method name; filled in by
-/// [`CrdtEntity::commands`].
+/// The command handlers of a CRDT entity, by gRPC method name; filled in by the code
+/// `cloudstate-build` generates.
 ///
 /// At registration the server checks each handler's input and output types and shape against
 /// the method's in the descriptor set. Registering a method twice keeps the last handler.
+#[doc(hidden)]
 pub struct CrdtCommands<E> {
     handlers: HashMap<String, (Signature, Call<E>)>,
 }
@@ -622,14 +610,15 @@ pub struct CrdtEntityService<E: CrdtEntity> {
 }
 
 impl<E: CrdtEntity> CrdtEntityService<E> {
-    /// The entity serving `service_name` (the service's full name, e.g.
-    /// `com.example.chat.Presence`), with the handlers of [`CrdtEntity::commands`],
-    /// persistence id = `service_name` and the proxy's default passivation.
-    pub fn new(service_name: impl Into<String>) -> Self {
+    /// The entity serving `service_name` with the handlers `register` adds, persistence id =
+    /// `service_name` and the proxy's default passivation. For generated code: users call the
+    /// generated `entity()` of their service's module.
+    #[doc(hidden)]
+    pub fn new(service_name: &str, register: impl FnOnce(&mut CrdtCommands<E>)) -> Self {
         let mut commands = CrdtCommands::new();
-        E::commands(&mut commands);
+        register(&mut commands);
         CrdtEntityService {
-            settings: EntitySettings::new(service_name.into()),
+            settings: EntitySettings::new(service_name.to_owned()),
             commands,
         }
     }

@@ -72,7 +72,7 @@ impl<E: CrdtEntity> CrdtSession<E> {
             .transpose()
             .map_err(|error| Error::Protocol(format!("the init delta: {error}")))?;
         let entity_id: Arc<str> = init.entity_id.into();
-        let entity = guard("new", || E::new(&entity_id)).map_err(Error::Protocol)?;
+        let entity = guard("default", E::default).map_err(Error::Protocol)?;
         Ok(CrdtSession {
             service,
             entity_id,

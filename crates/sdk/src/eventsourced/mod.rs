@@ -1,5 +1,5 @@
 //! Event sourced entities: the [`EventSourcedEntity`] trait a state type implements, its command
-//! handlers ([`Commands`], [`CommandContext`]) and its registration ([`EventSourced`]).
+//! handlers' context ([`CommandContext`]) and its registration ([`EventSourced`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -8,39 +8,45 @@ use std::time::Duration;
 use cloudstate_protocol::Any;
 use prost::{Message, Name};
 
+use crate::command::CommandHandlers;
 use crate::service::EntitySettings;
-use crate::{CommandHandlers, Error, SideEffect};
+use crate::{Error, SideEffect};
 
 pub(crate) mod session;
 
-/// The state of an event sourced entity: what it is built from (a fresh start or a snapshot),
-/// how events change it, and which commands it handles.
+/// The state of an event sourced entity: how events change it and how it is snapshotted. Its
+/// commands are the methods of the trait `cloudstate-build` generates for its service (e.g.
+/// `proto::ShoppingCart`), which the same type implements.
 ///
-/// State changes only through [`apply`](Self::apply): command handlers read the state and emit
-/// events, which the SDK applies after the handler succeeds, in order, exactly as it applies
-/// them when the proxy replays the journal. `apply` must therefore be deterministic and must
-/// not fail: validate in the command handler, before emitting.
-pub trait EventSourcedEntity: Sized + Send + 'static {
+/// An entity without a snapshot starts as `Self::default()`. State changes only through
+/// [`apply`](Self::apply): command handlers read the state and emit events, which the SDK
+/// applies after the handler succeeds, in order, exactly as it applies them when the proxy
+/// replays the journal. `apply` must therefore be deterministic and must not fail: validate in
+/// the command handler, before emitting.
+pub trait EventSourcedEntity: Default + Send + 'static {
     /// The entity's events, usually an enum declared with [`events!`](crate::events).
     type Event: Event;
     /// The protobuf message that stores the whole state; `()` (`google.protobuf.Empty`) if the
     /// entity never snapshots.
     type Snapshot: Message + Name + Default + Clone + fmt::Debug;
 
-    /// The state of an entity that has no snapshot, before any event.
-    fn new(entity_id: &str) -> Self;
-
-    /// The state stored in `snapshot` (the inverse of [`snapshot`](Self::snapshot)).
-    fn from_snapshot(entity_id: &str, snapshot: Self::Snapshot) -> Self;
-
-    /// The whole state as a snapshot message.
-    fn snapshot(&self) -> Self::Snapshot;
-
     /// Applies one event to the state.
     fn apply(&mut self, event: &Self::Event);
 
-    /// Registers a handler for each command (gRPC method) of the entity's service.
-    fn commands(commands: &mut Commands<Self>);
+    /// The whole state as a snapshot message, taken when the registration's
+    /// [`snapshot_every`](EventSourced::snapshot_every) says so; `None` (the default) takes
+    /// none.
+    fn snapshot(&self) -> Option<Self::Snapshot> {
+        None
+    }
+
+    /// The state stored in `snapshot` (the inverse of [`snapshot`](Self::snapshot)); `None`
+    /// (the default, for entities that never snapshot) refuses it, which ends the entity's
+    /// stream with an error.
+    fn from_snapshot(snapshot: Self::Snapshot) -> Option<Self> {
+        let _ = snapshot;
+        None
+    }
 }
 
 /// The events of an entity: each converts to and from a `google.protobuf.Any` whose type URL
@@ -137,15 +143,15 @@ macro_rules! events {
 /// emit events and request side effects.
 ///
 /// Everything recorded here is discarded when the handler returns a [`Failure`](crate::Failure) (or panics).
-pub struct CommandContext<Ev> {
+pub struct CommandContext<E: EventSourcedEntity> {
     entity_id: Arc<str>,
     sequence_number: i64,
     command_id: i64,
-    events: Vec<Ev>,
+    events: Vec<E::Event>,
     side_effects: Vec<SideEffect>,
 }
 
-impl<Ev> CommandContext<Ev> {
+impl<E: EventSourcedEntity> CommandContext<E> {
     pub(crate) fn new(entity_id: Arc<str>, sequence_number: i64, command_id: i64) -> Self {
         CommandContext {
             entity_id,
@@ -175,33 +181,28 @@ impl<Ev> CommandContext<Ev> {
     /// Emits an event. If the handler succeeds, its events are persisted by the proxy and
     /// applied to the state in the order they were emitted, before the next command. The
     /// handler itself still sees the state as it was when the command arrived.
-    pub fn emit(&mut self, event: impl Into<Ev>) {
+    pub fn emit(&mut self, event: impl Into<E::Event>) {
         self.events.push(event.into());
     }
 
-    /// Asks the proxy to call `service` (full name) `method` with `request` once this
-    /// command's events are persisted; `synchronous` makes the proxy wait for the call before
-    /// replying. The call's result is ignored.
-    pub fn side_effect<R: Message + Name>(
-        &mut self,
-        service: impl Into<String>,
-        method: impl Into<String>,
-        request: &R,
-        synchronous: bool,
-    ) {
-        self.side_effects
-            .push(SideEffect::new(service, method, request, synchronous));
+    /// Asks the proxy to make `effect` (a generated call, e.g.
+    /// `proto::inventory::reserve(request)`, or `call.synchronous()`) once this
+    /// command's events are persisted: an asynchronous one is not waited for, a synchronous one
+    /// is, before the client gets the reply. The call's result is ignored.
+    pub fn side_effect(&mut self, effect: impl Into<SideEffect>) {
+        self.side_effects.push(effect.into());
     }
 
     /// The events and side effects recorded so far.
-    pub(crate) fn into_effects(self) -> (Vec<Ev>, Vec<SideEffect>) {
+    pub(crate) fn into_effects(self) -> (Vec<E::Event>, Vec<SideEffect>) {
         (self.events, self.side_effects)
     }
 }
 
-/// The command handlers of an event sourced entity, by gRPC method name; filled in by
-/// [`EventSourcedEntity::commands`] with [`CommandHandlers::add`].
-pub type Commands<E> = CommandHandlers<E, CommandContext<<E as EventSourcedEntity>::Event>>;
+/// The command handlers of an event sourced entity, by gRPC method name; filled in by the code
+/// `cloudstate-build` generates.
+#[doc(hidden)]
+pub type Commands<E> = CommandHandlers<E, CommandContext<E>>;
 
 /// An event sourced entity type as registered with the [`Server`](crate::Server) or a
 /// [`testkit`](crate::testkit): the gRPC service it implements and how the proxy persists it.
@@ -212,15 +213,15 @@ pub struct EventSourced<E: EventSourcedEntity> {
 }
 
 impl<E: EventSourcedEntity> EventSourced<E> {
-    /// The entity serving `service_name` (the service's full name, e.g.
-    /// `com.example.shoppingcart.ShoppingCart`), with the handlers of
-    /// [`EventSourcedEntity::commands`], persistence id = `service_name`, no snapshots and the
-    /// proxy's default passivation.
-    pub fn new(service_name: impl Into<String>) -> Self {
+    /// The entity serving `service_name` with the handlers `register` adds, persistence id =
+    /// `service_name`, no snapshots and the proxy's default passivation. For generated code:
+    /// users call the generated `entity()` of their service's module.
+    #[doc(hidden)]
+    pub fn new(service_name: &str, register: impl FnOnce(&mut Commands<E>)) -> Self {
         let mut commands = Commands::<E>::new();
-        E::commands(&mut commands);
+        register(&mut commands);
         EventSourced {
-            settings: EntitySettings::new(service_name.into()),
+            settings: EntitySettings::new(service_name.to_owned()),
             snapshot_every: 0,
             commands,
         }

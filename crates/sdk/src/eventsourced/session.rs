@@ -48,18 +48,20 @@ impl<E: EventSourcedEntity> EventSourcedSession<E> {
     ) -> Result<Self, Error> {
         let entity_id: Arc<str> = init.entity_id.into();
         let (state, sequence) = match init.snapshot {
-            None => (
-                guard("new", || E::new(&entity_id)).map_err(Error::Protocol)?,
-                0,
-            ),
+            None => (guard("default", E::default).map_err(Error::Protocol)?, 0),
             Some(snapshot) => {
                 let any = snapshot
                     .snapshot
                     .ok_or_else(|| Error::Protocol("the init snapshot has no payload".into()))?;
                 let decoded = decode_any::<E::Snapshot>(&any)
                     .map_err(|error| Error::Protocol(format!("snapshot: {error}")))?;
-                let state = guard("from_snapshot", || E::from_snapshot(&entity_id, decoded))
-                    .map_err(Error::Protocol)?;
+                let state = guard("from_snapshot", || E::from_snapshot(decoded))
+                    .map_err(Error::Protocol)?
+                    .ok_or_else(|| {
+                        Error::Protocol(format!(
+                            "the entity {entity_id} got a snapshot, but its type takes none"
+                        ))
+                    })?;
                 (state, snapshot.snapshot_sequence)
             }
         };
@@ -181,11 +183,16 @@ impl<E: EventSourcedEntity> EventSourcedSession<E> {
 
         let snapshot = if snapshot_due(before, self.sequence, self.entity.snapshot_every_n()) {
             // A snapshot only saves replay time: without one the reply is still correct.
-            guard("snapshot", || Any::from_message(&self.state.snapshot()))
-                .inspect_err(|panic| {
-                    tracing::warn!(entity_id = %self.entity_id, "no snapshot taken: {panic}");
-                })
-                .ok()
+            guard("snapshot", || {
+                self.state
+                    .snapshot()
+                    .map(|snapshot| Any::from_message(&snapshot))
+            })
+            .inspect_err(|panic| {
+                tracing::warn!(entity_id = %self.entity_id, "no snapshot taken: {panic}");
+            })
+            .ok()
+            .flatten()
         } else {
             None
         };

@@ -8,10 +8,10 @@ use futures_util::StreamExt;
 use futures_util::stream;
 use prost::{Message, Name};
 
-use super::ClientAction;
+use super::{ClientAction, for_service};
 use crate::action::{ActionType, Calls};
 use crate::command::Shape;
-use crate::{Action, ActionService, Error, Failure, Forward, Metadata, SideEffect};
+use crate::{Action, ActionService, Call, Error, Failure, Forward, Metadata, SideEffect};
 
 /// Calls an action as the proxy would: the same protocol messages (a first `ActionCommand`
 /// with service, method and metadata, then payloads), the same dispatch code as the
@@ -38,87 +38,99 @@ impl<A: Action> ActionTestKit<A> {
         self
     }
 
-    /// Calls the unary method `method` with `request`.
+    /// Makes `call` (a generated call of one of the action's unary methods, e.g.
+    /// `proto::checkout::place_order(order)`).
     ///
     /// # Errors
     ///
-    /// [`Error::Protocol`] when `method` is not unary.
-    pub async fn unary<M: Message + Name>(
-        &self,
-        method: &str,
-        request: M,
-    ) -> Result<ActionOutcome, Error> {
-        let calls = self.call(Shape::Unary, method, Some(&request), Vec::new());
+    /// [`Error::UnexpectedOutcome`] when `call` is for another service, [`Error::Protocol`]
+    /// when its method is not unary.
+    pub async fn unary<Out>(&self, call: Call<Out>) -> Result<ActionOutcome, Error> {
+        let (method, payload) = for_service(self.action.service_name(), call)?;
+        let calls = self.call(Shape::Unary, method, Some(payload), Vec::new());
         only(collect(calls).await?)
     }
 
-    /// Calls the server streaming method `method` with `request`; returns every response.
+    /// Makes `call` of a server streaming method; returns every response.
     ///
     /// # Errors
     ///
-    /// [`Error::Protocol`] when `method` is not server streaming.
-    pub async fn server_streaming<M: Message + Name>(
+    /// [`Error::UnexpectedOutcome`] when `call` is for another service, [`Error::Protocol`]
+    /// when its method is not server streaming.
+    pub async fn server_streaming<Out>(
         &self,
-        method: &str,
-        request: M,
+        call: Call<Out>,
     ) -> Result<Vec<ActionOutcome>, Error> {
-        collect(self.call(Shape::StreamedOut, method, Some(&request), Vec::new())).await
+        let (method, payload) = for_service(self.action.service_name(), call)?;
+        collect(self.call(Shape::StreamedOut, method, Some(payload), Vec::new())).await
     }
 
-    /// Calls the client streaming method `method` with `requests`, then ends the request
-    /// stream.
+    /// Calls a client streaming method with `requests`, then ends the request stream. The
+    /// method is given by its generated call function (e.g. `proto::relay::concat`), which
+    /// makes each request's call.
     ///
     /// # Errors
     ///
-    /// [`Error::Protocol`] when `method` is not client streaming.
-    pub async fn client_streaming<M: Message + Name>(
+    /// [`Error::UnexpectedOutcome`] when the method is of another service, [`Error::Protocol`]
+    /// when it is not client streaming.
+    pub async fn client_streaming<In: Default, Out>(
         &self,
-        method: &str,
-        requests: impl IntoIterator<Item = M>,
+        method: impl Fn(In) -> Call<Out>,
+        requests: impl IntoIterator<Item = In>,
     ) -> Result<ActionOutcome, Error> {
-        let calls = self.call::<M>(Shape::StreamedIn, method, None, encode(requests));
+        let (method, payloads) = self.stream_of(method, requests)?;
+        let calls = self.call(Shape::StreamedIn, method, None, payloads);
         only(collect(calls).await?)
     }
 
-    /// Calls the bidirectional method `method` with `requests`, then ends the request stream;
-    /// returns every response.
+    /// Calls a bidirectional method with `requests`, then ends the request stream; returns
+    /// every response. The method is given by its generated call function, as for
+    /// [`client_streaming`](Self::client_streaming).
     ///
     /// # Errors
     ///
-    /// [`Error::Protocol`] when `method` is not bidirectional.
-    pub async fn streamed<M: Message + Name>(
+    /// [`Error::UnexpectedOutcome`] when the method is of another service, [`Error::Protocol`]
+    /// when it is not bidirectional.
+    pub async fn streamed<In: Default, Out>(
         &self,
-        method: &str,
-        requests: impl IntoIterator<Item = M>,
+        method: impl Fn(In) -> Call<Out>,
+        requests: impl IntoIterator<Item = In>,
     ) -> Result<Vec<ActionOutcome>, Error> {
-        collect(self.call::<M>(Shape::Streamed, method, None, encode(requests))).await
+        let (method, payloads) = self.stream_of(method, requests)?;
+        collect(self.call(Shape::Streamed, method, None, payloads)).await
     }
 
-    fn call<M: Message + Name>(
+    /// The method and the payloads of the calls `method` makes of `requests`.
+    fn stream_of<In: Default, Out>(
+        &self,
+        method: impl Fn(In) -> Call<Out>,
+        requests: impl IntoIterator<Item = In>,
+    ) -> Result<(&'static str, Vec<Option<Any>>), Error> {
+        let (name, _) = for_service(self.action.service_name(), method(In::default()))?;
+        let payloads = requests
+            .into_iter()
+            .map(|request| Some(method(request).into_parts().2))
+            .collect();
+        Ok((name, payloads))
+    }
+
+    fn call(
         &self,
         shape: Shape,
         method: &str,
-        request: Option<&M>,
+        payload: Option<Any>,
         payloads: Vec<Option<Any>>,
     ) -> Calls {
         let header = ActionCommand {
             service_name: self.action.service_name().to_owned(),
             name: method.to_owned(),
-            payload: request.map(Any::from_message),
+            payload,
             metadata: self.metadata.clone().into_proto(),
         };
         self.action
             .clone()
             .call(shape, header, stream::iter(payloads).boxed())
     }
-}
-
-/// The payloads of `requests`.
-fn encode<M: Message + Name>(requests: impl IntoIterator<Item = M>) -> Vec<Option<Any>> {
-    requests
-        .into_iter()
-        .map(|request| Some(Any::from_message(&request)))
-        .collect()
 }
 
 /// Every response of a call, decoded.
@@ -195,7 +207,7 @@ impl ActionOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_entity::{ACTION_SERVICE, Request, State, action_model, request};
+    use crate::test_entity::{ACTION_SERVICE, Request, State, action_model, call, request};
     use crate::testkit::ClientAction;
 
     fn kit() -> ActionTestKit<crate::test_entity::ActionModel> {
@@ -216,12 +228,15 @@ mod tests {
 
     #[tokio::test]
     async fn unary_replies_see_metadata() {
-        let echo = kit().unary("Echo", request(&["a", "b"])).await.unwrap();
+        let echo = kit()
+            .unary(call(ACTION_SERVICE, "Echo", &request(&["a", "b"])))
+            .await
+            .unwrap();
         assert_eq!(value(&echo), ">ab");
         assert!(echo.side_effects().is_empty());
         let echo = kit()
             .with_metadata("X-User", "ann")
-            .unary("Echo", request(&["a"]))
+            .unary(call(ACTION_SERVICE, "Echo", &request(&["a"])))
             .await
             .unwrap();
         assert_eq!(value(&echo), ">a@ann");
@@ -229,7 +244,10 @@ mod tests {
 
     #[tokio::test]
     async fn side_effects_go_with_no_reply_and_with_failures() {
-        let none = kit().unary("Effects", request(&["a"])).await.unwrap();
+        let none = kit()
+            .unary(call(ACTION_SERVICE, "Effects", &request(&["a"])))
+            .await
+            .unwrap();
         assert_eq!(*none.action(), ClientAction::NoReply);
         assert_eq!(effects(&none), [("Echo", false), ("Echo", true)]);
         assert_eq!(
@@ -238,7 +256,10 @@ mod tests {
         );
         assert_eq!(none.side_effects()[0].service, ACTION_SERVICE);
 
-        let failed = kit().unary("Fail", request(&[])).await.unwrap();
+        let failed = kit()
+            .unary(call(ACTION_SERVICE, "Fail", &request(&[])))
+            .await
+            .unwrap();
         let failure = failed.failure().unwrap();
         assert_eq!(failure.description(), "expected failure");
         assert_eq!(failure.code(), Some(tonic::Code::FailedPrecondition));
@@ -247,7 +268,10 @@ mod tests {
 
     #[tokio::test]
     async fn forwards_and_panics() {
-        let forwarded = kit().unary("Forward", request(&["a"])).await.unwrap();
+        let forwarded = kit()
+            .unary(call(ACTION_SERVICE, "Forward", &request(&["a"])))
+            .await
+            .unwrap();
         let forward = forwarded.forward().unwrap();
         assert_eq!(
             (forward.service.as_str(), forward.method.as_str()),
@@ -255,7 +279,10 @@ mod tests {
         );
         assert_eq!(forward.payload, Any::from_message(&request(&["a"])));
 
-        let panicked = kit().unary("Panic", request(&[])).await.unwrap();
+        let panicked = kit()
+            .unary(call(ACTION_SERVICE, "Panic", &request(&[])))
+            .await
+            .unwrap();
         let failure = panicked.failure().unwrap();
         assert_eq!(
             failure.description(),
@@ -270,7 +297,11 @@ mod tests {
     #[tokio::test]
     async fn server_streaming_responds_per_item() {
         let outcomes = kit()
-            .server_streaming("Repeat", request(&["a", "fail", "forward", "none", "b"]))
+            .server_streaming(call(
+                ACTION_SERVICE,
+                "Repeat",
+                &request(&["a", "fail", "forward", "none", "b"]),
+            ))
             .await
             .unwrap();
         assert_eq!(outcomes.len(), 6, "{outcomes:?}");
@@ -292,7 +323,11 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_reply_stream_ends_with_a_failure() {
         let outcomes = kit()
-            .server_streaming("Repeat", request(&["a", "panic", "b"]))
+            .server_streaming(call(
+                ACTION_SERVICE,
+                "Repeat",
+                &request(&["a", "panic", "b"]),
+            ))
             .await
             .unwrap();
         assert_eq!(outcomes.len(), 3, "{outcomes:?}");
@@ -310,17 +345,26 @@ mod tests {
     async fn client_streaming_and_bidirectional() {
         let requests = [request(&["a"]), request(&[]), request(&["b", "c"])];
         let concat = kit()
-            .client_streaming("Concat", requests.clone())
+            .client_streaming(
+                |request| call(ACTION_SERVICE, "Concat", &request),
+                requests.clone(),
+            )
             .await
             .unwrap();
         assert_eq!(value(&concat), ">abc");
         let none = kit()
-            .client_streaming("Concat", Vec::<Request>::new())
+            .client_streaming(
+                |request| call(ACTION_SERVICE, "Concat", &request),
+                Vec::<Request>::new(),
+            )
             .await
             .unwrap();
         assert_eq!(value(&none), ">");
 
-        let shouted = kit().streamed("Shout", requests).await.unwrap();
+        let shouted = kit()
+            .streamed(|request| call(ACTION_SERVICE, "Shout", &request), requests)
+            .await
+            .unwrap();
         let values: Vec<_> = shouted.iter().map(value).collect();
         assert_eq!(values, ["A", "", "BC"]);
     }
@@ -328,20 +372,33 @@ mod tests {
     #[tokio::test]
     async fn wrong_shapes_are_protocol_errors_and_unknown_methods_failures() {
         assert!(matches!(
-            kit().unary("Repeat", request(&[])).await,
+            kit()
+                .unary(call(ACTION_SERVICE, "Repeat", &request(&[])))
+                .await,
             Err(Error::Protocol(_))
         ));
         assert!(matches!(
-            kit().streamed("Concat", [request(&[])]).await,
+            kit()
+                .streamed(
+                    |request| call(ACTION_SERVICE, "Concat", &request),
+                    [request(&[])]
+                )
+                .await,
             Err(Error::Protocol(_))
         ));
-        let unknown = kit().unary("Nope", request(&[])).await.unwrap();
+        let unknown = kit()
+            .unary(call(ACTION_SERVICE, "Nope", &request(&[])))
+            .await
+            .unwrap();
         assert_eq!(
             unknown.failure().and_then(Failure::code),
             Some(tonic::Code::Unimplemented)
         );
         // A request of another type fails the call.
-        let wrong = kit().unary("Echo", State::default()).await.unwrap();
+        let wrong = kit()
+            .unary(call(ACTION_SERVICE, "Echo", &State::default()))
+            .await
+            .unwrap();
         assert_eq!(
             wrong.failure().and_then(Failure::code),
             Some(tonic::Code::InvalidArgument)

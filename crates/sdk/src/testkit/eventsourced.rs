@@ -10,10 +10,10 @@ use cloudstate_protocol::eventsourced::{
 use cloudstate_protocol::{self as protocol, Any};
 use prost::{Message, Name};
 
-use super::ClientAction;
+use super::{ClientAction, for_service};
 use crate::eventsourced::session::EventSourcedSession;
 use crate::reply::decode_any;
-use crate::{Error, Event, EventSourced, EventSourcedEntity, Failure, Forward, SideEffect};
+use crate::{Call, Error, Event, EventSourced, EventSourcedEntity, Failure, Forward, SideEffect};
 
 /// One event sourced entity instance driven as the proxy would drive it.
 pub struct EventSourcedTestKit<E: EventSourcedEntity> {
@@ -30,7 +30,7 @@ impl<E: EventSourcedEntity> EventSourcedTestKit<E> {
     ///
     /// # Panics
     ///
-    /// If the entity's [`EventSourcedEntity::new`] panics.
+    /// If the entity's `Default` panics.
     pub fn new(entity: EventSourced<E>, entity_id: &str) -> Self {
         match Self::recover(entity, entity_id, None, []) {
             Ok(kit) => kit,
@@ -121,27 +121,25 @@ impl<E: EventSourcedEntity> EventSourcedTestKit<E> {
         Ok(kit)
     }
 
-    /// Sends command `method` with `request`, as the proxy would (payload typed
-    /// `type.googleapis.com/<full name>`), and returns what the entity answered. Events and
-    /// snapshots of successful commands are added to the journal.
+    /// Sends `call` (a generated call of one of the entity's methods, e.g.
+    /// `proto::shopping_cart::add_item(request)`) as the proxy would, and returns what the
+    /// entity answered. Events and snapshots of successful commands are added to the journal.
     ///
     /// # Errors
     ///
-    /// [`Error::Protocol`] when the entity cannot continue (user code panicked while applying
-    /// events earlier); [`Error::UnknownType`] / [`Error::Decode`] when the entity's events or
-    /// snapshot do not round-trip through their `Any` encoding.
-    pub fn command<M: Message + Name>(
-        &mut self,
-        method: &str,
-        request: M,
-    ) -> Result<Outcome<E>, Error> {
+    /// [`Error::UnexpectedOutcome`] when `call` is for another service; [`Error::Protocol`]
+    /// when the entity cannot continue (user code panicked while applying events earlier);
+    /// [`Error::UnknownType`] / [`Error::Decode`] when the entity's events or snapshot do not
+    /// round-trip through their `Any` encoding.
+    pub fn command<Out>(&mut self, call: Call<Out>) -> Result<Outcome<E>, Error> {
+        let (method, payload) = for_service(self.entity.service_name(), call)?;
         let id = self.next_command_id;
         self.next_command_id += 1;
         let command = protocol::Command {
             entity_id: self.entity_id.clone(),
             id,
             name: method.to_owned(),
-            payload: Some(Any::from_message(&request)),
+            payload: Some(payload),
             ..protocol::Command::default()
         };
         let before = self.session.sequence();
@@ -264,13 +262,14 @@ impl<E: EventSourcedEntity> fmt::Debug for Outcome<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_entity::{Model, Request, State, appended, model, request};
+    use crate::test_entity::{Model, Request, SERVICE, State, appended, call, model, request};
 
     #[test]
     fn commands_are_numbered_and_journaled() {
         let mut kit = EventSourcedTestKit::new(model(), "e1");
-        kit.command("Emit", request(&["A", "B"])).unwrap();
-        let whoami = kit.command("Whoami", request(&[])).unwrap();
+        kit.command(call(SERVICE, "Emit", &request(&["A", "B"])))
+            .unwrap();
+        let whoami = kit.command(call(SERVICE, "Whoami", &request(&[]))).unwrap();
         assert_eq!(whoami.reply::<State>().unwrap().value, "e1@2#2");
         assert_eq!(
             kit.journal(),
@@ -282,7 +281,9 @@ mod tests {
     #[test]
     fn outcome_accessors() {
         let mut kit = EventSourcedTestKit::new(model(), "e1");
-        let failed = kit.command("Fail", request(&["A"])).unwrap();
+        let failed = kit
+            .command(call(SERVICE, "Fail", &request(&["A"])))
+            .unwrap();
         assert_eq!(
             failed.failure().map(Failure::description),
             Some("expected failure")
@@ -293,17 +294,21 @@ mod tests {
             Err(Error::UnexpectedOutcome(_))
         ));
 
-        let forwarded = kit.command("Forward", request(&["A"])).unwrap();
+        let forwarded = kit
+            .command(call(SERVICE, "Forward", &request(&["A"])))
+            .unwrap();
         assert_eq!(forwarded.forward().map(|f| f.method.as_str()), Some("Call"));
         assert_eq!(forwarded.events(), [appended("A")]);
 
-        let get = kit.command("Get", request(&[])).unwrap();
+        let get = kit.command(call(SERVICE, "Get", &request(&[]))).unwrap();
         assert!(matches!(
             get.reply::<Request>(),
             Err(Error::UnexpectedOutcome(_))
         ));
         assert_eq!(
-            *kit.command("Nothing", request(&[])).unwrap().action(),
+            *kit.command(call(SERVICE, "Nothing", &request(&[])))
+                .unwrap()
+                .action(),
             ClientAction::NoReply
         );
     }
@@ -313,15 +318,18 @@ mod tests {
         let mut kit = EventSourcedTestKit::new(model(), "e1");
         for value in ["A", "B", "C", "D"] {
             assert!(
-                kit.command("Emit", request(&[value]))
+                kit.command(call(SERVICE, "Emit", &request(&[value])))
                     .unwrap()
                     .snapshot()
                     .is_none()
             );
         }
-        let fifth = kit.command("Emit", request(&["E", "F"])).unwrap();
+        let fifth = kit
+            .command(call(SERVICE, "Emit", &request(&["E", "F"])))
+            .unwrap();
         assert_eq!(fifth.snapshot().map(|s| s.value.as_str()), Some("ABCDEF"));
-        kit.command("Emit", request(&["G"])).unwrap();
+        kit.command(call(SERVICE, "Emit", &request(&["G"])))
+            .unwrap();
         assert_eq!(
             kit.latest_snapshot()
                 .map(|(seq, s)| (*seq, s.value.as_str())),
@@ -348,7 +356,9 @@ mod tests {
         .unwrap();
         assert_eq!(kit.state().value, "ABCDEFG");
         assert_eq!(kit.journal()[0].0, 6);
-        let outcome = kit.command("Emit", request(&["H", "I", "J"])).unwrap();
+        let outcome = kit
+            .command(call(SERVICE, "Emit", &request(&["H", "I", "J"])))
+            .unwrap();
         assert_eq!(
             outcome.snapshot().map(|s| s.value.as_str()),
             Some("ABCDEFGHIJ")
@@ -358,11 +368,13 @@ mod tests {
     #[test]
     fn a_broken_entity_reports_a_protocol_error() {
         let mut kit = EventSourcedTestKit::new(model(), "e1");
-        let outcome = kit.command("Emit", request(&["boom"])).unwrap();
+        let outcome = kit
+            .command(call(SERVICE, "Emit", &request(&["boom"])))
+            .unwrap();
         assert!(outcome.failure().is_some_and(Failure::restart));
         assert!(kit.journal().is_empty());
         assert!(matches!(
-            kit.command("Get", request(&[])),
+            kit.command(call(SERVICE, "Get", &request(&[]))),
             Err(Error::Protocol(_))
         ));
         // What the proxy does on restart: recover from the journal.

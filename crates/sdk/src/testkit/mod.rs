@@ -15,33 +15,31 @@
 //! - [`ActionTestKit`]: calls of an action in any of the four shapes.
 //!
 //! ```
-//! # use cloudstate::{Commands, CommandContext, EventSourced, EventSourcedEntity, Failure};
-//! # #[derive(Clone, PartialEq, prost::Message)]
-//! # pub struct Increment { #[prost(int64, tag = "1")] pub by: i64 }
-//! # impl prost::Name for Increment { const NAME: &'static str = "Increment"; const PACKAGE: &'static str = "counter"; }
-//! # #[derive(Clone, PartialEq, prost::Message)]
-//! # pub struct Incremented { #[prost(int64, tag = "1")] pub by: i64 }
-//! # impl prost::Name for Incremented { const NAME: &'static str = "Incremented"; const PACKAGE: &'static str = "counter"; }
-//! # cloudstate::events! { pub enum CounterEvent { Incremented(Incremented) } }
+//! # pub mod proto { cloudstate::include_protos!("example.counter"); }
+//! # use cloudstate::{CommandContext, EventSourcedEntity, Failure, Reply};
+//! # cloudstate::events! { pub enum CounterEvent { Incremented(proto::Incremented) } }
 //! # #[derive(Default)] struct Counter(i64);
 //! # impl EventSourcedEntity for Counter {
-//! #     type Event = CounterEvent; type Snapshot = ();
-//! #     fn new(_: &str) -> Self { Counter(0) }
-//! #     fn from_snapshot(_: &str, _: ()) -> Self { Counter(0) }
-//! #     fn snapshot(&self) {}
+//! #     type Event = CounterEvent;
+//! #     type Snapshot = ();
 //! #     fn apply(&mut self, CounterEvent::Incremented(e): &CounterEvent) { self.0 += e.by }
-//! #     fn commands(c: &mut Commands<Self>) {
-//! #         c.add("Increment", |_: &Counter, r: Increment, ctx: &mut CommandContext<CounterEvent>| {
-//! #             ctx.emit(Incremented { by: r.by }); Ok(())
-//! #         });
+//! # }
+//! # impl proto::Counter for Counter {
+//! #     fn increment(&self, r: proto::Increment, ctx: &mut CommandContext<Self>) -> Result<Reply<proto::Value>, Failure> {
+//! #         ctx.emit(proto::Incremented { by: r.by });
+//! #         Ok(proto::Value { value: self.0 + r.by }.into())
+//! #     }
+//! #     fn get_value(&self, _: proto::GetValue, _: &mut CommandContext<Self>) -> Result<Reply<proto::Value>, Failure> {
+//! #         Ok(proto::Value { value: self.0 }.into())
 //! #     }
 //! # }
 //! use cloudstate::testkit::EventSourcedTestKit;
 //!
-//! let mut counter = EventSourcedTestKit::new(EventSourced::<Counter>::new("counter.Counter"), "c1");
-//! let outcome = counter.command("Increment", Increment { by: 2 }).unwrap();
-//! outcome.reply::<()>().unwrap();
-//! assert_eq!(outcome.events(), [CounterEvent::Incremented(Incremented { by: 2 })]);
+//! let mut counter = EventSourcedTestKit::new(proto::counter::entity::<Counter>(), "c1");
+//! let increment = proto::Increment { counter_id: "c1".into(), by: 2 };
+//! let outcome = counter.command(proto::counter::increment(increment)).unwrap();
+//! assert_eq!(outcome.reply::<proto::Value>().unwrap().value, 2);
+//! assert_eq!(outcome.events(), [CounterEvent::Incremented(proto::Incremented { by: 2 })]);
 //! assert_eq!(counter.state().0, 2);
 //! ```
 //!
@@ -52,7 +50,7 @@ use cloudstate_protocol::{self as protocol, Any};
 use prost::{Message, Name};
 
 use crate::reply::decode_any;
-use crate::{Error, Failure, Forward};
+use crate::{Call, Error, Failure, Forward};
 
 mod action;
 mod crdt;
@@ -145,4 +143,15 @@ impl ClientAction {
             _ => None,
         }
     }
+}
+
+/// The method and request of `call`, which must be for `service`.
+fn for_service<Out>(service: &str, call: Call<Out>) -> Result<(&'static str, Any), Error> {
+    let (called, method, payload) = call.into_parts();
+    if called != service {
+        return Err(Error::UnexpectedOutcome(format!(
+            "the call of {called}.{method} is not for {service}, the service under test"
+        )));
+    }
+    Ok((method, payload))
 }

@@ -9,10 +9,10 @@ use cloudstate_protocol::valueentity::{
 use cloudstate_protocol::{self as protocol, Any};
 use prost::{Message, Name};
 
-use super::{ClientAction, StateAction};
+use super::{ClientAction, StateAction, for_service};
 use crate::reply::decode_any;
 use crate::valueentity::session::ValueSession;
-use crate::{Error, Failure, Forward, SideEffect, ValueEntity, ValueEntityService};
+use crate::{Call, Error, Failure, Forward, SideEffect, ValueEntity, ValueEntityService};
 
 /// One value entity instance driven as the proxy would drive it: it keeps the value the proxy
 /// would have stored (updated and deleted by the commands' state actions).
@@ -84,26 +84,24 @@ impl<E: ValueEntity> ValueEntityTestKit<E> {
         })
     }
 
-    /// Sends command `method` with `request`, as the proxy would (payload typed
-    /// `type.googleapis.com/<full name>`), and returns what the entity answered. The state
-    /// action of a successful command changes the stored value.
+    /// Sends `call` (a generated call of one of the entity's methods, e.g.
+    /// `proto::inventory::reserve(request)`) as the proxy would, and returns what the entity
+    /// answered. The state action of a successful command changes the stored value.
     ///
     /// # Errors
     ///
+    /// [`Error::UnexpectedOutcome`] when `call` is for another service;
     /// [`Error::UnknownType`] / [`Error::Decode`] when the entity's new state does not
     /// round-trip through its `Any` encoding.
-    pub fn command<M: Message + Name>(
-        &mut self,
-        method: &str,
-        request: M,
-    ) -> Result<ValueOutcome<E>, Error> {
+    pub fn command<Out>(&mut self, call: Call<Out>) -> Result<ValueOutcome<E>, Error> {
+        let (method, payload) = for_service(self.entity.service_name(), call)?;
         let id = self.next_command_id;
         self.next_command_id += 1;
         let command = protocol::Command {
             entity_id: self.entity_id.clone(),
             id,
             name: method.to_owned(),
-            payload: Some(Any::from_message(&request)),
+            payload: Some(payload),
             ..protocol::Command::default()
         };
         let reply = self
@@ -197,7 +195,7 @@ impl<E: ValueEntity> ValueOutcome<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_entity::{State, request, value_model};
+    use crate::test_entity::{State, VALUE_SERVICE, call, request, value_model};
 
     fn state(value: &str) -> State {
         State {
@@ -209,20 +207,26 @@ mod tests {
     fn tracks_what_the_proxy_stores() {
         let mut kit = ValueEntityTestKit::new(value_model(), "v1");
         assert_eq!(kit.stored(), None);
-        let set = kit.command("Set", request(&["A", "B"])).unwrap();
+        let set = kit
+            .command(call(VALUE_SERVICE, "Set", &request(&["A", "B"])))
+            .unwrap();
         assert_eq!(set.reply::<State>().unwrap(), state("B"));
         assert_eq!(set.state_action(), Some(&StateAction::Update(state("B"))));
         assert_eq!(kit.stored(), Some(&state("B")));
         assert_eq!(kit.state(), &state("B"));
 
-        let whoami = kit.command("Whoami", request(&[])).unwrap();
+        let whoami = kit
+            .command(call(VALUE_SERVICE, "Whoami", &request(&[])))
+            .unwrap();
         assert_eq!(whoami.reply::<State>().unwrap().value, "v1#2");
         assert_eq!(whoami.state_action(), None);
 
         let restarted = kit.restarted().unwrap();
         assert_eq!(restarted.state(), &state("B"));
 
-        let deleted = kit.command("Set", request(&["-"])).unwrap();
+        let deleted = kit
+            .command(call(VALUE_SERVICE, "Set", &request(&["-"])))
+            .unwrap();
         assert_eq!(deleted.state_action(), Some(&StateAction::Delete));
         assert_eq!(kit.stored(), None);
         assert_eq!(kit.restarted().unwrap().state(), &State::default());
@@ -231,7 +235,9 @@ mod tests {
     #[test]
     fn outcome_accessors() {
         let mut kit = ValueEntityTestKit::with_state(value_model(), "v1", state("A")).unwrap();
-        let failed = kit.command("Fail", request(&["X"])).unwrap();
+        let failed = kit
+            .command(call(VALUE_SERVICE, "Fail", &request(&["X"])))
+            .unwrap();
         assert_eq!(
             failed.failure().map(Failure::description),
             Some("expected failure")
@@ -239,7 +245,9 @@ mod tests {
         assert!(failed.side_effects().is_empty() && failed.state_action().is_none());
         assert_eq!(kit.stored(), Some(&state("A")));
 
-        let forwarded = kit.command("Forward", request(&["F"])).unwrap();
+        let forwarded = kit
+            .command(call(VALUE_SERVICE, "Forward", &request(&["F"])))
+            .unwrap();
         assert_eq!(forwarded.forward().map(|f| f.method.as_str()), Some("Call"));
         assert_eq!(
             forwarded.state_action(),
@@ -250,7 +258,9 @@ mod tests {
             Err(Error::UnexpectedOutcome(_))
         ));
 
-        let effects = kit.command("Effects", request(&[])).unwrap();
+        let effects = kit
+            .command(call(VALUE_SERVICE, "Effects", &request(&[])))
+            .unwrap();
         assert_eq!(effects.side_effects().len(), 2);
         assert!(matches!(effects.action(), ClientAction::Reply(_)));
     }

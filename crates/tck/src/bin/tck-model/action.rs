@@ -1,16 +1,15 @@
 //! `ActionTckModel` and `ActionTwo`.
 
 use cloudstate::{
-    Action, ActionCommands, ActionContext, ActionReply, ActionService, Failure, Reply, ReplyStream,
-    RequestStream, SideEffect,
+    ActionContext, ActionReply, ActionService, Failure, Reply, ReplyStream, RequestStream,
 };
 use futures_util::StreamExt;
 
 use crate::proto::action::process_step::Step;
-use crate::proto::action::{OtherRequest, ProcessStep, Request, Response};
-
-const MODEL: &str = "cloudstate.tck.model.action.ActionTckModel";
-const TWO: &str = "cloudstate.tck.model.action.ActionTwo";
+use crate::proto::action::{
+    self as proto, OtherRequest, ProcessStep, Request, Response, action_two,
+};
+use crate::side_effect;
 
 /// What a run of steps makes: the last reply, forward or failure (none: no reply), and every
 /// side effect (to `ActionTwo.Call` with `OtherRequest{id}`: id, synchronous), in order.
@@ -28,13 +27,14 @@ impl Outcome {
         for step in steps.into_iter().filter_map(|step| step.step) {
             match step {
                 Step::Reply(reply) => {
-                    outcome.result = Some(Ok(Reply::Message(Response {
+                    outcome.result = Some(Ok(Response {
                         message: reply.message,
-                    })));
+                    }
+                    .into()));
                 }
                 Step::Forward(to) => {
-                    outcome.result =
-                        Some(Ok(Reply::forward(TWO, "Call", &OtherRequest { id: to.id })));
+                    let call = action_two::call(OtherRequest { id: to.id });
+                    outcome.result = Some(Ok(Reply::forward(call)));
                 }
                 Step::Fail(fail) => outcome.result = Some(Err(Failure::new(fail.message))),
                 Step::Effect(effect) => {
@@ -48,7 +48,10 @@ impl Outcome {
     /// As the result of a unary or client-streaming handler, its side effects in `ctx`.
     fn into_result(self, ctx: &mut ActionContext) -> Result<Reply<Response>, Failure> {
         for (id, synchronous) in self.side_effects {
-            ctx.side_effect(TWO, "Call", &OtherRequest { id }, synchronous);
+            ctx.side_effect(side_effect(
+                action_two::call(OtherRequest { id }),
+                synchronous,
+            ));
         }
         self.result.unwrap_or(Ok(Reply::NoReply))
     }
@@ -63,10 +66,8 @@ impl Outcome {
         self.side_effects
             .into_iter()
             .fold(reply, |reply, (id, synchronous)| {
-                reply.with_side_effect(SideEffect::new(
-                    TWO,
-                    "Call",
-                    &OtherRequest { id },
+                reply.with_side_effect(side_effect(
+                    action_two::call(OtherRequest { id }),
                     synchronous,
                 ))
             })
@@ -76,17 +77,7 @@ impl Outcome {
 /// The model action.
 pub struct Model;
 
-impl Action for Model {
-    fn commands(commands: &mut ActionCommands<Self>) {
-        commands
-            .unary("ProcessUnary", Self::process_unary)
-            .client_streaming("ProcessStreamedIn", Self::process_streamed_in)
-            .server_streaming("ProcessStreamedOut", Self::process_streamed_out)
-            .streamed("ProcessStreamed", Self::process_streamed);
-    }
-}
-
-impl Model {
+impl proto::ActionTckModel for Model {
     /// Every step of every group makes one response.
     async fn process_unary(
         &self,
@@ -147,24 +138,22 @@ impl Model {
 /// `ActionTwo`: `Call` answers an empty response.
 pub struct Two;
 
-impl Action for Two {
-    fn commands(commands: &mut ActionCommands<Self>) {
-        commands.unary("Call", Self::call);
-    }
-}
-
-impl Two {
-    async fn call(&self, _: OtherRequest, _: &mut ActionContext) -> Result<Response, Failure> {
-        Ok(Response::default())
+impl proto::ActionTwo for Two {
+    async fn call(
+        &self,
+        _: OtherRequest,
+        _: &mut ActionContext,
+    ) -> Result<Reply<Response>, Failure> {
+        Ok(Response::default().into())
     }
 }
 
 /// The registration of `ActionTckModel`.
 pub fn model() -> ActionService<Model> {
-    ActionService::new(MODEL, Model)
+    proto::action_tck_model::action(Model)
 }
 
 /// The registration of `ActionTwo`.
 pub fn two() -> ActionService<Two> {
-    ActionService::new(TWO, Two)
+    action_two::action(Two)
 }

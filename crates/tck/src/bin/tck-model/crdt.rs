@@ -11,21 +11,18 @@ use cloudstate::crdt::{
     Clock, Crdt, Flag, GCounter, GSet, LwwRegister, OrMap, OrSet, PnCounter, Vote,
 };
 use cloudstate::{
-    ChangeContext, Code, CrdtCommands, CrdtContext, CrdtEntity, CrdtEntityService, Failure, Reply,
-    StreamedContext, WriteConsistency,
+    ChangeContext, Code, CrdtContext, CrdtEntityService, Failure, Reply, StreamedContext,
+    WriteConsistency,
 };
 
-use crate::CONFIGURED_PASSIVATION;
+use crate::proto::crdt::{self as proto, crdt_two};
 use crate::proto::crdt::{
     FlagValue, GCounterValue, GSetValue, LwwRegisterClock, LwwRegisterClockType, LwwRegisterValue,
     OrMapEntryValue, OrMapValue, OrSetValue, PnCounterValue, Request, Response, State,
     StreamedRequest, Update, UpdateWriteConsistency, VoteValue, or_map_update, or_set_update,
     request_action, state, update,
 };
-
-const MODEL: &str = "cloudstate.tck.model.crdt.CrdtTckModel";
-const TWO: &str = "cloudstate.tck.model.crdt.CrdtTwo";
-const CONFIGURED: &str = "cloudstate.tck.model.crdt.CrdtConfigured";
+use crate::{CONFIGURED_PASSIVATION, side_effect};
 
 /// The eight CRDT types, as entity id and map key prefixes name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -377,21 +374,10 @@ fn call(id: &str) -> Request {
 }
 
 /// The model entity.
+#[derive(Default)]
 pub struct Model;
 
-impl CrdtEntity for Model {
-    fn new(_entity_id: &str) -> Self {
-        Model
-    }
-
-    fn commands(commands: &mut CrdtCommands<Self>) {
-        commands
-            .add("Process", Self::process)
-            .streamed("ProcessStreamed", Self::process_streamed);
-    }
-}
-
-impl Model {
+impl proto::CrdtTckModel for Model {
     /// Takes the actions in order (update, delete, forward, side effect, fail) and answers the
     /// state after them, unless it forwards or fails.
     fn process(
@@ -415,16 +401,18 @@ impl Model {
                 request_action::Action::Delete(_) => ctx.delete_state(),
                 request_action::Action::Forward(to) => forward = Some(to.id),
                 request_action::Action::Effect(effect) => {
-                    ctx.side_effect(TWO, "Call", &call(&effect.id), effect.synchronous);
+                    let call = crdt_two::call(call(&effect.id));
+                    ctx.side_effect(side_effect(call, effect.synchronous));
                 }
                 request_action::Action::Fail(fail) => return Err(Failure::new(fail.message)),
             }
         }
         Ok(match forward {
-            Some(id) => Reply::forward(TWO, "Call", &call(&id)),
-            None => Reply::Message(Response {
+            Some(id) => Reply::forward(crdt_two::call(call(&id))),
+            None => Response {
                 state: Some(read(ctx, &[], kind)?),
-            }),
+            }
+            .into(),
         })
     }
 
@@ -455,7 +443,8 @@ impl Model {
             }
             let state = observed(change, kind)?;
             for effect in &effects {
-                change.side_effect(TWO, "Call", &call(&effect.id), effect.synchronous);
+                let call = crdt_two::call(call(&effect.id));
+                change.side_effect(side_effect(call, effect.synchronous));
             }
             if end_state.as_ref() == Some(&state) {
                 change.end_stream();
@@ -473,49 +462,62 @@ impl Model {
         if empty {
             return Ok(Reply::NoReply);
         }
-        Ok(Reply::Message(Response {
+        Ok(Response {
             state: Some(read(ctx, &[], kind)?),
-        }))
+        }
+        .into())
     }
 }
 
 /// `CrdtTwo` and `CrdtConfigured`: `Call` answers an empty response, after deleting the CRDT
 /// if asked to.
+#[derive(Default)]
 pub struct Two;
 
-impl CrdtEntity for Two {
-    fn new(_entity_id: &str) -> Self {
-        Two
+impl Two {
+    fn call(request: &Request, ctx: &mut CrdtContext) -> Result<Reply<Response>, Failure> {
+        let delete = request
+            .actions
+            .iter()
+            .any(|action| matches!(action.action, Some(request_action::Action::Delete(_))));
+        if delete {
+            ctx.delete_state();
+        }
+        Ok(Response::default().into())
     }
+}
 
-    fn commands(commands: &mut CrdtCommands<Self>) {
-        commands.add(
-            "Call",
-            |_: &mut Self, request: Request, ctx: &mut CrdtContext| {
-                let delete = request
-                    .actions
-                    .iter()
-                    .any(|action| matches!(action.action, Some(request_action::Action::Delete(_))));
-                if delete {
-                    ctx.delete_state();
-                }
-                Ok::<_, Failure>(Response::default())
-            },
-        );
+impl proto::CrdtTwo for Two {
+    fn call(
+        &mut self,
+        request: Request,
+        ctx: &mut CrdtContext,
+    ) -> Result<Reply<Response>, Failure> {
+        Two::call(&request, ctx)
+    }
+}
+
+impl proto::CrdtConfigured for Two {
+    fn call(
+        &mut self,
+        request: Request,
+        ctx: &mut CrdtContext,
+    ) -> Result<Reply<Response>, Failure> {
+        Two::call(&request, ctx)
     }
 }
 
 /// The registration of `CrdtTckModel`.
 pub fn model() -> CrdtEntityService<Model> {
-    CrdtEntityService::new(MODEL)
+    proto::crdt_tck_model::entity()
 }
 
 /// The registration of `CrdtTwo`.
 pub fn two() -> CrdtEntityService<Two> {
-    CrdtEntityService::new(TWO)
+    crdt_two::entity()
 }
 
 /// The registration of `CrdtConfigured`.
 pub fn configured() -> CrdtEntityService<Two> {
-    CrdtEntityService::new(CONFIGURED).passivation_timeout(CONFIGURED_PASSIVATION)
+    proto::crdt_configured::entity().passivation_timeout(CONFIGURED_PASSIVATION)
 }

@@ -1,14 +1,10 @@
 //! `EventSourcedTckModel`, `EventSourcedTwo`, `EventSourcedConfigured`.
 
-use cloudstate::{CommandContext, Commands, EventSourced, EventSourcedEntity, Failure, Reply};
+use cloudstate::{CommandContext, EventSourced, EventSourcedEntity, Failure, Reply};
 
-use crate::CONFIGURED_PASSIVATION;
 use crate::proto::eventsourced::request_action::Action;
-use crate::proto::eventsourced::{Persisted, Request, Response};
-
-const MODEL: &str = "cloudstate.tck.model.EventSourcedTckModel";
-const TWO: &str = "cloudstate.tck.model.EventSourcedTwo";
-const CONFIGURED: &str = "cloudstate.tck.model.EventSourcedConfigured";
+use crate::proto::eventsourced::{self as proto, Persisted, Request, Response, event_sourced_two};
+use crate::{CONFIGURED_PASSIVATION, side_effect};
 
 cloudstate::events! {
     /// The model's only event: a value appended to the state.
@@ -18,6 +14,7 @@ cloudstate::events! {
 }
 
 /// The model entity: its state is the concatenation of its events' values.
+#[derive(Default)]
 pub struct Model {
     state: String,
 }
@@ -26,40 +23,30 @@ impl EventSourcedEntity for Model {
     type Event = ModelEvent;
     type Snapshot = Persisted;
 
-    fn new(_entity_id: &str) -> Self {
-        Model {
-            state: String::new(),
-        }
-    }
-
-    fn from_snapshot(_entity_id: &str, snapshot: Persisted) -> Self {
-        Model {
-            state: snapshot.value,
-        }
-    }
-
-    fn snapshot(&self) -> Persisted {
-        Persisted {
-            value: self.state.clone(),
-        }
-    }
-
     fn apply(&mut self, event: &ModelEvent) {
         let ModelEvent::Persisted(persisted) = event;
         self.state.push_str(&persisted.value);
     }
 
-    fn commands(commands: &mut Commands<Self>) {
-        commands.add("Process", Self::process);
+    fn snapshot(&self) -> Option<Persisted> {
+        Some(Persisted {
+            value: self.state.clone(),
+        })
+    }
+
+    fn from_snapshot(snapshot: Persisted) -> Option<Self> {
+        Some(Model {
+            state: snapshot.value,
+        })
     }
 }
 
-impl Model {
+impl proto::EventSourcedTckModel for Model {
     /// Takes the actions in order: emit, forward, side effect, fail (which ends it).
     fn process(
         &self,
         request: Request,
-        ctx: &mut CommandContext<ModelEvent>,
+        ctx: &mut CommandContext<Self>,
     ) -> Result<Reply<Response>, Failure> {
         let mut state = self.state.clone();
         let mut forward = None;
@@ -75,14 +62,15 @@ impl Model {
                 }
                 Action::Forward(to) => forward = Some(to.id),
                 Action::Effect(effect) => {
-                    ctx.side_effect(TWO, "Call", &call(effect.id), effect.synchronous);
+                    let call = event_sourced_two::call(call(effect.id));
+                    ctx.side_effect(side_effect(call, effect.synchronous));
                 }
                 Action::Fail(fail) => return Err(Failure::new(fail.message)),
             }
         }
         Ok(match forward {
-            Some(id) => Reply::forward(TWO, "Call", &call(id)),
-            None => Reply::Message(Response { message: state }),
+            Some(id) => Reply::forward(event_sourced_two::call(call(id))),
+            None => Response { message: state }.into(),
         })
     }
 }
@@ -96,49 +84,43 @@ fn call(id: String) -> Request {
 }
 
 /// `EventSourcedTwo` and `EventSourcedConfigured`: `Call` answers an empty response.
+#[derive(Default)]
 pub struct Stateless;
 
 impl EventSourcedEntity for Stateless {
     type Event = ModelEvent;
     type Snapshot = ();
 
-    fn new(_entity_id: &str) -> Self {
-        Stateless
-    }
-
-    fn from_snapshot(_entity_id: &str, _snapshot: ()) -> Self {
-        Stateless
-    }
-
-    fn snapshot(&self) {}
-
     fn apply(&mut self, _event: &ModelEvent) {}
+}
 
-    fn commands(commands: &mut Commands<Self>) {
-        commands.add(
-            "Call",
-            |_: &Self, _: Request, _: &mut CommandContext<ModelEvent>| {
-                Ok::<_, Failure>(Response::default())
-            },
-        );
+impl proto::EventSourcedTwo for Stateless {
+    fn call(&self, _: Request, _: &mut CommandContext<Self>) -> Result<Reply<Response>, Failure> {
+        Ok(Response::default().into())
+    }
+}
+
+impl proto::EventSourcedConfigured for Stateless {
+    fn call(&self, _: Request, _: &mut CommandContext<Self>) -> Result<Reply<Response>, Failure> {
+        Ok(Response::default().into())
     }
 }
 
 /// The registration of `EventSourcedTckModel`.
 pub fn model() -> EventSourced<Model> {
-    EventSourced::new(MODEL)
+    proto::event_sourced_tck_model::entity()
         .persistence_id("event-sourced-tck-model")
         .snapshot_every(5)
 }
 
 /// The registration of `EventSourcedTwo`.
 pub fn two() -> EventSourced<Stateless> {
-    EventSourced::new(TWO).persistence_id("event-sourced-tck-model-two")
+    event_sourced_two::entity().persistence_id("event-sourced-tck-model-two")
 }
 
 /// The registration of `EventSourcedConfigured`.
 pub fn configured() -> EventSourced<Stateless> {
-    EventSourced::new(CONFIGURED)
+    proto::event_sourced_configured::entity()
         .persistence_id("event-sourced-configured")
         .passivation_timeout(CONFIGURED_PASSIVATION)
 }

@@ -21,10 +21,10 @@ mod valueentity;
 
 use std::time::Duration;
 
-use cloudstate::{Server, address_from_env};
-use tracing_subscriber::EnvFilter;
+use cloudstate::{Call, Server, SideEffect};
 
-/// The model protos' generated types, in this crate (the SDK's traits are implemented on them).
+/// The model protos' generated types and service traits, in this crate (the traits are
+/// implemented on the generated state messages).
 mod proto {
     /// `cloudstate.tck.model.action`.
     pub mod action {
@@ -53,14 +53,17 @@ mod proto {
 /// The passivation timeout of the `*Configured` services.
 const CONFIGURED_PASSIVATION: Duration = Duration::from_millis(100);
 
+/// `call` as a side effect, synchronous or not as the TCK's request says.
+fn side_effect<Out>(call: Call<Out>, synchronous: bool) -> SideEffect {
+    if synchronous {
+        call.synchronous()
+    } else {
+        call.into()
+    }
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+async fn main() -> Result<(), cloudstate::Error> {
     Server::new(proto::FILE_DESCRIPTOR_SET)?
         .service_info("tck-model", env!("CARGO_PKG_VERSION"))
         .register(eventsourced::model())?
@@ -74,7 +77,6 @@ async fn main() -> anyhow::Result<()> {
         .register(crdt::configured())?
         .register(action::model())?
         .register(action::two())?
-        .serve(address_from_env().await?)
-        .await?;
-    Ok(())
+        .serve_from_env()
+        .await
 }

@@ -1,23 +1,13 @@
 //! `ValueEntityTckModel`, `ValueEntityTwo`, `ValueEntityConfigured`.
 
-use cloudstate::{Failure, Reply, ValueCommands, ValueContext, ValueEntity, ValueEntityService};
+use cloudstate::{Failure, Reply, ValueContext, ValueEntityService};
 
-use crate::CONFIGURED_PASSIVATION;
 use crate::proto::valueentity::request_action::Action;
-use crate::proto::valueentity::{Persisted, Request, Response};
-
-const MODEL: &str = "cloudstate.tck.model.valueentity.ValueEntityTckModel";
-const TWO: &str = "cloudstate.tck.model.valueentity.ValueEntityTwo";
-const CONFIGURED: &str = "cloudstate.tck.model.valueentity.ValueEntityConfigured";
+use crate::proto::valueentity::{self as proto, Persisted, Request, Response, value_entity_two};
+use crate::{CONFIGURED_PASSIVATION, side_effect};
 
 /// The model entity: its state is the stored `Persisted` value.
-impl ValueEntity for Persisted {
-    fn commands(commands: &mut ValueCommands<Self>) {
-        commands.add("Process", Self::process);
-    }
-}
-
-impl Persisted {
+impl proto::ValueEntityTckModel for Persisted {
     /// Takes the actions in order: update, delete, forward, side effect, fail (which ends it).
     /// The last update or delete is the one sent.
     fn process(
@@ -45,14 +35,15 @@ impl Persisted {
                 }
                 Action::Forward(to) => forward = Some(to.id),
                 Action::Effect(effect) => {
-                    ctx.side_effect(TWO, "Call", &call(effect.id), effect.synchronous);
+                    let call = value_entity_two::call(call(effect.id));
+                    ctx.side_effect(side_effect(call, effect.synchronous));
                 }
                 Action::Fail(fail) => return Err(Failure::new(fail.message)),
             }
         }
         Ok(match forward {
-            Some(id) => Reply::forward(TWO, "Call", &call(id)),
-            None => Reply::Message(Response { message: state }),
+            Some(id) => Reply::forward(value_entity_two::call(call(id))),
+            None => Response { message: state }.into(),
         })
     }
 }
@@ -74,28 +65,33 @@ impl prost::Name for Unused {
     const PACKAGE: &'static str = "cloudstate.tck.model.valueentity";
 }
 
-/// `ValueEntityTwo` and `ValueEntityConfigured`: `Call` answers an empty response.
-impl ValueEntity for Unused {
-    fn commands(commands: &mut ValueCommands<Self>) {
-        commands.add("Call", |_: &Self, _: Request, _: &mut ValueContext<Self>| {
-            Ok::<_, Failure>(Response::default())
-        });
+/// `ValueEntityTwo`: `Call` answers an empty response.
+impl proto::ValueEntityTwo for Unused {
+    fn call(&self, _: Request, _: &mut ValueContext<Self>) -> Result<Reply<Response>, Failure> {
+        Ok(Response::default().into())
+    }
+}
+
+/// `ValueEntityConfigured`: `Call` answers an empty response.
+impl proto::ValueEntityConfigured for Unused {
+    fn call(&self, _: Request, _: &mut ValueContext<Self>) -> Result<Reply<Response>, Failure> {
+        Ok(Response::default().into())
     }
 }
 
 /// The registration of `ValueEntityTckModel`.
 pub fn model() -> ValueEntityService<Persisted> {
-    ValueEntityService::new(MODEL).persistence_id("value-entity-tck-model")
+    proto::value_entity_tck_model::entity().persistence_id("value-entity-tck-model")
 }
 
 /// The registration of `ValueEntityTwo`.
 pub fn two() -> ValueEntityService<Unused> {
-    ValueEntityService::new(TWO).persistence_id("value-entity-tck-model-two")
+    value_entity_two::entity().persistence_id("value-entity-tck-model-two")
 }
 
 /// The registration of `ValueEntityConfigured`.
 pub fn configured() -> ValueEntityService<Unused> {
-    ValueEntityService::new(CONFIGURED)
+    proto::value_entity_configured::entity()
         .persistence_id("value-entity-configured")
         .passivation_timeout(CONFIGURED_PASSIVATION)
 }
