@@ -2,8 +2,11 @@
 # Reproduces every figure of BENCHMARKS.md.
 #
 # Builds the release binaries, then runs every scenario with `cloudstate-loadgen` (closed
-# loop, 64 clients), each against a fresh user function and proxy on free ports:
-#   echo      the raw loopback gRPC echo baseline (echo-server process + echo client)
+# loop, 64 clients; open loop with LOADGEN_ARGS="--rate N"), each against a fresh user function
+# and proxy on free ports:
+#   echo      the raw loopback gRPC echo baseline (echo-server process + echo client), with the
+#             load generator's lean client and, in the same round, a minimal tonic client: the
+#             lean client must reach at least 90% of the tonic client's calls/s (checked)
 #   cart      shopping cart AddItem, memory and embedded stores (temp dir), 1 and 1,000 keys
 #   http      the same cart over HTTP/JSON (memory store, 1,000 keys)
 #   value     the test function's Counter value entity: Increment (checked) and Get, memory
@@ -25,7 +28,8 @@
 #   DURATION=10s  WARMUP=2s  CONCURRENCY=64  REPEAT=1
 #   ECHO=1 CART=1 HTTP=1 VALUE=1 FORWARD=1 CRDT=1 PRESENCE=1 POSTGRES=1 (0 skips a group)
 #   KEYS="1 1000"  STORES="memory embedded"   (cart)
-#   ECHO_CONNECTIONS="64 1"                    (one echo run per value)
+#   ECHO_CONNECTIONS="64 1"                    (one echo run per value and client)
+#   ECHO_CLIENTS="lean tonic"                  (the load generator's client, the tonic reference)
 #   VALUE_STORES="memory embedded"  HOPS="0 1 2 4 8"  HOP_CLIENTS="$CONCURRENCY 1"
 #   PRESENCE_USERS=100
 #   PG_CLIENTS=$CONCURRENCY  PG_BIN=<dir of initdb, pg_ctl, createdb, psql, pgbench>
@@ -46,6 +50,7 @@ KEYS=${KEYS:-"1 1000"}
 STORES=${STORES:-"memory embedded"}
 ECHO=${ECHO:-1}
 ECHO_CONNECTIONS=${ECHO_CONNECTIONS:-"$CONCURRENCY 1"}
+ECHO_CLIENTS=${ECHO_CLIENTS:-"lean tonic"}
 CART=${CART:-1}
 HTTP=${HTTP:-1}
 VALUE=${VALUE:-1}
@@ -261,7 +266,10 @@ JQ_DEFS='
       else "FAIL (\($checked | map(select(.check.passed | not)) | length) runs)" end;
   def cpu: if .cpu == null then "" else
       ([.cpu.processes | to_entries[] | "\(.key) \(.value | cores)"]
-       + ["other \(.cpu.other | cores)"]) | join(", ") end;'
+       + ["other \(.cpu.other | cores)"]) | join(", ") end;
+  def per_call: if .cpu == null or .throughput_ops_s == 0 then "" else
+      .throughput_ops_s as $ops
+      | [.cpu.processes | to_entries[] | "\(.key) \(.value / $ops * 1e6 | round)"] | join(", ") end;'
 
 # Adds the table row of one scenario.
 row() {
@@ -269,7 +277,7 @@ row() {
   runs=$(results "$name")
   count=$(echo "$runs" | grep -c . || true)
   if [[ $count == 0 ]]; then
-    ROWS+=("| $label | no result | | | | | | | |")
+    ROWS+=("| $label | no result | | | | | | | | |")
     FAILED=1
     return
   fi
@@ -280,7 +288,7 @@ row() {
   # shellcheck disable=SC2086
   ROWS+=("$(jq -s -r --arg title "$label" "$JQ_DEFS"'
     sort_by(.throughput_ops_s) as $runs | ($runs | median) as $m
-    | "| \($title) | \($m.throughput_ops_s | round) | \($runs[0].throughput_ops_s | round)–\($runs[-1].throughput_ops_s | round) | \($m.latency_ms.p50 | ms) | \($m.latency_ms.p99 | ms) | \($m.latency_ms.max | ms) | \($runs | errors) | \($runs | check) | \($m | cpu) |"
+    | "| \($title) | \($m.throughput_ops_s | round) | \($runs[0].throughput_ops_s | round)–\($runs[-1].throughput_ops_s | round) | \($m.latency_ms.p50 | ms) | \($m.latency_ms.p99 | ms) | \($m.latency_ms.max | ms) | \($runs | errors) | \($runs | check) | \($m | cpu) | \($m | per_call) |"
   ' $runs)")
 }
 
@@ -333,9 +341,20 @@ log_note() {
   fi
 }
 
-# One echo baseline run: echo-server process + echo client.
+# The name of an echo scenario: echo-<n>conns for the lean client, echo-tonic-<n>conns.
+echo_name() {
+  local client=$1 connections=$2
+  if [[ $client == lean ]]; then
+    echo "echo-${connections}conns"
+  else
+    echo "echo-$client-${connections}conns"
+  fi
+}
+
+# One echo baseline run: echo-server process + echo client (lean or tonic).
 run_echo() {
-  local connections=$1 rep=$2 name="echo-$1conns" port
+  local client=$1 connections=$2 rep=$3 name port
+  name=$(echo_name "$client" "$connections")
   port=$(free_port)
   log "$name run $rep: echo-server on $port"
   "$BIN/cloudstate-loadgen" echo-server --port "$port" >"$OUT/$name.$rep-server.log" 2>&1 &
@@ -343,7 +362,7 @@ run_echo() {
   PIDS+=("$server")
   local status=0
   if wait_for "$port" "$server"; then
-    "$BIN/cloudstate-loadgen" echo --target "http://127.0.0.1:$port" \
+    "$BIN/cloudstate-loadgen" echo --client "$client" --target "http://127.0.0.1:$port" \
       --concurrency "$CONCURRENCY" --connections "$connections" \
       --duration "$DURATION" --warmup "$WARMUP" --json \
       --watch-pid "echo-server=$server" "${LOADGEN_ARGS[@]}" >"$OUT/$name.$rep.json" 2>"$OUT/$name.$rep.txt" \
@@ -436,7 +455,9 @@ for rep in $(seq "$REPEAT"); do
   log "round $rep of $REPEAT (load average $(cut -d' ' -f1-3 /proc/loadavg))"
   if [[ $ECHO == 1 ]]; then
     for connections in $ECHO_CONNECTIONS; do
-      run_echo "$connections" "$rep"
+      for client in $ECHO_CLIENTS; do
+        run_echo "$client" "$connections" "$rep"
+      done
     done
   fi
   if [[ $CART == 1 ]]; then
@@ -488,7 +509,14 @@ done
 
 if [[ $ECHO == 1 ]]; then
   for connections in $ECHO_CONNECTIONS; do
-    row "echo baseline, $(plural "$connections" connection)" "echo-${connections}conns"
+    for client in $ECHO_CLIENTS; do
+      if [[ $client == lean ]]; then
+        label="echo baseline, $(plural "$connections" connection)"
+      else
+        label="echo, minimal $client client (reference), $(plural "$connections" connection)"
+      fi
+      row "$label" "$(echo_name "$client" "$connections")"
+    done
   done
 fi
 if [[ $CART == 1 ]]; then
@@ -527,6 +555,15 @@ if [[ $POSTGRES == 1 ]]; then
 fi
 
 RATIOS=()
+# The honest-limit criterion: the lean client's echo reaches at least 90% of the tonic client's.
+for connections in $ECHO_CONNECTIONS; do
+  lean=$(median_ops "echo-${connections}conns")
+  tonic=$(median_ops "echo-tonic-${connections}conns")
+  [[ -n $lean && -n $tonic ]] || continue
+  verdict=$(python3 -c "print('pass' if $lean >= 0.9 * $tonic else 'FAIL')")
+  [[ $verdict == pass ]] || FAILED=1
+  RATIOS+=("- echo lean client / minimal tonic client ($(plural "$connections" connection)): $(printf '%.0f' "$lean") / $(printf '%.0f' "$tonic") = $(python3 -c "print(f'{$lean / $tonic * 100:.0f}%')") (at least 90%: $verdict)")
+done
 ratio "cart memory 1,000 keys / echo ($CONCURRENCY connections)" cart-memory-1000keys "echo-${CONCURRENCY}conns"
 ratio "cart HTTP/JSON / cart gRPC (memory, 1,000 keys)" cart-http-memory-1000keys cart-memory-1000keys
 ratio "value Increment / cart AddItem (memory, 1,000 keys)" value-update-memory-1000keys cart-memory-1000keys
@@ -538,13 +575,13 @@ ratio "cart postgres / cart embedded (1,000 keys)" cart-postgres-1000keys cart-e
 
 {
   echo
-  echo "Closed loop, $CONCURRENCY clients (one HTTP/2 connection each unless said otherwise)," \
+  echo "$([[ " ${LOADGEN_ARGS[*]} " == *" --rate "* ]] && echo "Open loop" || echo "Closed loop"), $CONCURRENCY clients (one connection each unless said otherwise)," \
     "$WARMUP warm-up, $DURATION measured, $(plural "$REPEAT" run) per scenario" \
     "(figures of the median run by throughput; range over all runs)."
   [[ ${#LOADGEN_ARGS[@]} == 0 ]] || echo "Extra loadgen flags: \`${LOADGEN_ARGS[*]}\`."
   echo
-  echo "| scenario | ops/s | ops/s range | p50 ms | p99 ms | max ms | errors | check | cpu, cores (median run) |"
-  echo "|---|---:|---:|---:|---:|---:|---|---|---|"
+  echo "| scenario | ops/s | ops/s range | p50 ms | p99 ms | max ms | errors | check | cpu, cores (median run) | cpu µs per call (median run) |"
+  echo "|---|---:|---:|---:|---:|---:|---|---|---|---|"
   printf '%s\n' "${ROWS[@]}"
   if [[ ${#PRESENCE_ROWS[@]} != 0 ]]; then
     echo

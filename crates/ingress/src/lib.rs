@@ -17,6 +17,9 @@ mod health;
 mod http;
 mod reflection;
 
+#[doc(hidden)]
+pub use http::Transcoder;
+
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;

@@ -9,14 +9,14 @@ use prost::Message;
 
 use crate::proto::{self, e2e};
 use crate::runner::Workload;
-use crate::transport::{CallError, GrpcClient, GrpcPool};
+use crate::transport::{CallError, Framed, GrpcClient, GrpcPool, Home};
 
 /// The `Relay.Bounce` workload: one prepared request, the same for every call.
 #[derive(Debug)]
 pub struct BounceWorkload {
     pool: GrpcPool,
     hops: u32,
-    request: Bytes,
+    request: Framed,
     path: PathAndQuery,
 }
 
@@ -26,7 +26,7 @@ impl BounceWorkload {
         BounceWorkload {
             pool,
             hops,
-            request: e2e::BounceRequest { hops, seen: 0 }.encode_to_vec().into(),
+            request: Framed::new(&e2e::BounceRequest { hops, seen: 0 }.encode_to_vec()),
             path: proto::path(e2e::RELAY, "Bounce"),
         }
     }
@@ -49,8 +49,12 @@ impl Workload for BounceWorkload {
         self.pool.client(index)
     }
 
+    fn home(&self, index: usize) -> Option<Home> {
+        Some(self.pool.home(index).clone())
+    }
+
     async fn call(&self, client: &mut GrpcClient) -> Result<(), CallError> {
-        let reply = client.unary(&self.path, self.request.clone()).await?;
+        let reply = client.unary(&self.path, &self.request).await?;
         if reply_ok(reply, self.hops) {
             Ok(())
         } else {

@@ -1,14 +1,14 @@
 //! The shopping-cart workload: `AddItem` in a closed loop, then the correctness check.
 //!
-//! Requests are encoded once per key before the run; a call only clones a `Bytes`. Over HTTP
-//! the calls go through the cart's `google.api.http` rules with JSON bodies:
-//! `POST /cart/{user_id}/items/add` and `GET /carts/{user_id}`.
+//! Requests are prepared once per key before the run, in their wire form (a gRPC frame, or a
+//! whole HTTP/1.1 request); a call only clones a `Bytes`. Over HTTP the calls go through the
+//! cart's `google.api.http` rules with JSON bodies: `POST /cart/{user_id}/items/add` and
+//! `GET /carts/{user_id}`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use clap::ValueEnum;
 use http::Method;
 use http::uri::PathAndQuery;
@@ -18,7 +18,9 @@ use serde::Serialize;
 use crate::check::{CheckReport, KeyCheck};
 use crate::keys::KeyPlan;
 use crate::runner::Workload;
-use crate::transport::{CallError, GrpcClient, GrpcPool, HttpClient, HttpPool};
+use crate::transport::{
+    CallError, Framed, GrpcClient, GrpcPool, Home, HttpClient, HttpPool, HttpRequest,
+};
 
 /// The product every call adds.
 pub const PRODUCT_ID: &str = "p";
@@ -116,39 +118,43 @@ pub fn add_line_item(user_id: String) -> proto::AddLineItem {
 #[derive(Debug, Clone)]
 pub struct AddRequest {
     user_id: String,
-    /// The gRPC path, or the HTTP path with the user id.
-    path: PathAndQuery,
-    /// The encoded message, or its JSON.
-    encoded: Bytes,
+    wire: AddWire,
+}
+
+/// The wire form of an `AddItem`.
+#[derive(Debug, Clone)]
+enum AddWire {
+    /// The framed message (the path is the method's).
+    Grpc(Framed),
+    /// The whole HTTP request.
+    Http(HttpRequest),
 }
 
 impl AddRequest {
-    /// Prepares the request for `user_id` (which needs no percent-encoding: run ids are hex).
-    pub fn new(protocol: Protocol, user_id: String) -> Self {
+    /// Prepares the request for `user_id` (which needs no percent-encoding: run ids are hex)
+    /// to the server of `pool`.
+    pub fn new(pool: &CartPool, user_id: String) -> Self {
         let request = add_line_item(user_id.clone());
-        let (path, encoded) = match protocol {
-            Protocol::Grpc => (add_item_path(), request.encode_to_vec().into()),
-            Protocol::Http => {
-                let json = serde_json::json!({
-                    "productId": request.product_id,
-                    "name": request.name,
-                    "quantity": request.quantity,
-                });
+        let wire = match pool {
+            CartPool::Grpc(_) => AddWire::Grpc(Framed::new(&request.encode_to_vec())),
+            CartPool::Http(pool) => {
+                let json = add_item_json(&request);
                 let path = format!("/cart/{user_id}/items/add");
-                (http_path(&path), json.to_string().into())
+                AddWire::Http(pool.request(&Method::POST, &path, Some(json.as_bytes())))
             }
         };
-        AddRequest {
-            user_id,
-            path,
-            encoded,
-        }
+        AddRequest { user_id, wire }
     }
 }
 
-/// `path` as a request target; the paths built here are always valid.
-fn http_path(path: &str) -> PathAndQuery {
-    PathAndQuery::try_from(path).unwrap_or_else(|_| PathAndQuery::from_static("/"))
+/// The JSON body of an `AddItem` over HTTP (the user id is in the path).
+fn add_item_json(request: &proto::AddLineItem) -> String {
+    serde_json::json!({
+        "productId": request.product_id,
+        "name": request.name,
+        "quantity": request.quantity,
+    })
+    .to_string()
 }
 
 /// The connections to the proxy, in the protocol in use.
@@ -171,7 +177,7 @@ impl CartPool {
 }
 
 /// One client's handle on the shopping cart.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum CartClient {
     /// Over gRPC.
     Grpc(GrpcClient),
@@ -182,14 +188,14 @@ pub enum CartClient {
 impl CartClient {
     /// Sends a prepared `AddItem`.
     pub async fn add_item(&mut self, request: &AddRequest) -> Result<(), CallError> {
-        match self {
-            CartClient::Grpc(client) => {
-                client.unary(&request.path, request.encoded.clone()).await?;
+        match (self, &request.wire) {
+            (CartClient::Grpc(client), AddWire::Grpc(framed)) => {
+                client.unary(&add_item_path(), framed).await?;
             }
-            CartClient::Http(client) => {
-                let json = Some(request.encoded.clone());
-                client.call(Method::POST, &request.path, json).await?;
+            (CartClient::Http(client), AddWire::Http(request)) => {
+                client.call(request).await?;
             }
+            _ => return Err(CallError::BadReply),
         }
         Ok(())
     }
@@ -202,13 +208,13 @@ impl CartClient {
                     user_id: user_id.to_owned(),
                 };
                 let reply = client
-                    .unary(&get_cart_path(), request.encode_to_vec().into())
+                    .unary(&get_cart_path(), &Framed::new(&request.encode_to_vec()))
                     .await?;
                 proto::Cart::decode(reply).map_err(|_| CallError::BadReply)?
             }
             CartClient::Http(client) => {
-                let path = http_path(&format!("/carts/{user_id}"));
-                let reply = client.call(Method::GET, &path, None).await?;
+                let request = client.request(&Method::GET, &format!("/carts/{user_id}"), None);
+                let reply = client.call(&request).await?;
                 cart_from_json(&reply).ok_or(CallError::BadReply)?
             }
         };
@@ -258,14 +264,14 @@ pub struct CartWorker {
 
 impl CartWorkload {
     /// A workload over `plan.keys()` carts named after `run_id`.
-    pub fn new(pool: CartPool, protocol: Protocol, plan: KeyPlan, run_id: &str) -> Self {
+    pub fn new(pool: CartPool, plan: KeyPlan, run_id: &str) -> Self {
         let keys = plan.keys();
         CartWorkload {
+            requests: (0..keys)
+                .map(|key| AddRequest::new(&pool, user_id(run_id, key)))
+                .collect(),
             pool,
             plan,
-            requests: (0..keys)
-                .map(|key| AddRequest::new(protocol, user_id(run_id, key)))
-                .collect(),
             acked: (0..keys).map(|_| AtomicU64::new(0)).collect(),
             failed: (0..keys).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -340,6 +346,13 @@ impl Workload for CartWorkload {
         }
     }
 
+    fn home(&self, index: usize) -> Option<Home> {
+        match &self.pool {
+            CartPool::Grpc(pool) => Some(pool.home(index).clone()),
+            CartPool::Http(_) => None,
+        }
+    }
+
     async fn call(&self, worker: &mut CartWorker) -> Result<(), CallError> {
         let key = self.plan.key(worker.index, worker.iteration);
         worker.iteration += 1;
@@ -360,8 +373,8 @@ mod tests {
 
     #[test]
     fn requests_are_the_add_line_items_of_their_keys() {
-        let request = AddRequest::new(Protocol::Grpc, user_id("0a1b2c3d", 42));
-        let decoded = proto::AddLineItem::decode(request.encoded.clone()).unwrap();
+        let request = add_line_item(user_id("0a1b2c3d", 42));
+        let decoded = proto::AddLineItem::decode(&request.encode_to_vec()[..]).unwrap();
         assert_eq!(decoded.user_id, "0a1b2c3d-42");
         assert_eq!(decoded.product_id, PRODUCT_ID);
         assert_eq!(decoded.quantity, 1);
@@ -369,9 +382,8 @@ mod tests {
 
     #[test]
     fn http_requests_follow_the_cart_rules() {
-        let request = AddRequest::new(Protocol::Http, user_id("0a1b2c3d", 42));
-        assert_eq!(request.path, "/cart/0a1b2c3d-42/items/add");
-        let json: serde_json::Value = serde_json::from_slice(&request.encoded).unwrap();
+        let json = add_item_json(&add_line_item(user_id("0a1b2c3d", 42)));
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"productId": PRODUCT_ID, "name": "", "quantity": 1})

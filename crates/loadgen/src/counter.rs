@@ -21,7 +21,7 @@ use crate::check::{CheckReport, KeyCheck};
 use crate::keys::{KeyPlan, entity_id};
 use crate::proto::{self, crdts, e2e};
 use crate::runner::Workload;
-use crate::transport::{CallError, GrpcClient, GrpcPool};
+use crate::transport::{CallError, Framed, GrpcClient, GrpcPool, Home};
 
 /// How often the setup and the check try one key before giving up on it.
 const ATTEMPTS: u32 = 3;
@@ -135,7 +135,7 @@ pub struct CounterWorkload {
     plan: KeyPlan,
     ids: Vec<String>,
     /// Per key, the request of the hot path: an increment by 1, or a read.
-    requests: Vec<Bytes>,
+    requests: Vec<Framed>,
     path: PathAndQuery,
     acked: Vec<AtomicU64>,
     failed: Vec<AtomicU64>,
@@ -162,8 +162,8 @@ impl CounterWorkload {
         let requests = ids
             .iter()
             .map(|id| match mode {
-                Mode::Update => counter.increment(id, 1),
-                Mode::Get => counter.read(id),
+                Mode::Update => Framed::new(&counter.increment(id, 1)),
+                Mode::Get => Framed::new(&counter.read(id)),
             })
             .collect();
         let path = match mode {
@@ -196,15 +196,17 @@ impl CounterWorkload {
         }
         let results = self
             .each_key(concurrency, |workload, mut client, key| async move {
-                let request = workload
-                    .counter
-                    .increment(&workload.ids[key], preset_value(key));
+                let request = Framed::new(
+                    &workload
+                        .counter
+                        .increment(&workload.ids[key], preset_value(key)),
+                );
                 let path = match workload.counter {
                     CounterKind::ValueViaRelay => CounterKind::Value.increment_path(),
                     counter => counter.increment_path(),
                 };
                 for attempt in 1..=ATTEMPTS {
-                    let reply = client.unary(&path, request.clone()).await;
+                    let reply = client.unary(&path, &request).await;
                     match reply.map(|reply| workload.counter.value_of(reply)) {
                         Ok(Some(value)) if value == preset_value(key) => return true,
                         Ok(_) => return false,
@@ -230,10 +232,10 @@ impl CounterWorkload {
     pub async fn check(self: &Arc<Self>, concurrency: usize) -> CheckReport {
         let observed = self
             .each_key(concurrency, |workload, mut client, key| async move {
-                let request = workload.counter.read(&workload.ids[key]);
+                let request = Framed::new(&workload.counter.read(&workload.ids[key]));
                 let path = workload.counter.read_path();
                 for attempt in 1..=ATTEMPTS {
-                    match client.unary(&path, request.clone()).await {
+                    match client.unary(&path, &request).await {
                         Ok(reply) => return workload.counter.value_of(reply),
                         Err(_) if attempt < ATTEMPTS => pause(attempt).await,
                         Err(_) => {}
@@ -303,13 +305,14 @@ impl Workload for CounterWorkload {
         }
     }
 
+    fn home(&self, index: usize) -> Option<Home> {
+        Some(self.pool.home(index).clone())
+    }
+
     async fn call(&self, worker: &mut CounterWorker) -> Result<(), CallError> {
         let key = self.plan.key(worker.index, worker.iteration);
         worker.iteration += 1;
-        let reply = worker
-            .client
-            .unary(&self.path, self.requests[key].clone())
-            .await;
+        let reply = worker.client.unary(&self.path, &self.requests[key]).await;
         let value = reply.map(|reply| self.counter.value_of(reply));
         match self.mode {
             Mode::Update => {

@@ -1,8 +1,8 @@
-//! The physical limit: a raw tonic gRPC echo server, and the workload driving it.
+//! The physical limit: a raw tonic gRPC echo server, and the workload driving it with either
+//! client: the load generator's lean one, or the minimal tonic one it is compared with.
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
-use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
 use anyhow::Context as _;
@@ -15,7 +15,8 @@ use tonic::{Request, Response, Status};
 
 use crate::codec::BytesCodec;
 use crate::runner::Workload;
-use crate::transport::{CallError, GrpcClient, GrpcPool};
+use crate::transport::tonic::{TonicClient, TonicPool};
+use crate::transport::{CallError, Framed, GrpcClient, GrpcPool, Home};
 
 /// The service name the echo server answers to.
 pub const SERVICE: &str = "echo.Echo";
@@ -23,15 +24,18 @@ pub const SERVICE: &str = "echo.Echo";
 /// The one method the echo server serves.
 pub const PATH: &str = "/echo.Echo/Echo";
 
-/// Serves `/echo.Echo/Echo` (bytes in, same bytes out) on `address` until `shutdown` resolves.
+/// Serves `/echo.Echo/Echo` (bytes in, same bytes out) on `listener` until `shutdown`
+/// resolves.
 pub async fn serve(
-    address: SocketAddr,
+    listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    let address = listener.local_addr()?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(EchoService)
-        .serve_with_shutdown(address, shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .with_context(|| format!("serving echo on {address}"))
 }
@@ -77,33 +81,68 @@ impl UnaryService<Bytes> for Echo {
     }
 }
 
+/// The connections an echo run drives, through either client.
+#[derive(Debug)]
+pub enum EchoPool {
+    /// The load generator's lean client.
+    Lean(GrpcPool),
+    /// The minimal tonic client.
+    Tonic(TonicPool),
+}
+
+/// One echo client.
+#[derive(Debug)]
+pub enum EchoClient {
+    /// The lean client.
+    Lean(GrpcClient),
+    /// The minimal tonic client.
+    Tonic(TonicClient),
+}
+
 /// Echo calls with a fixed payload; a reply of another length counts as a bad reply.
 #[derive(Debug)]
 pub struct EchoWorkload {
-    pool: GrpcPool,
+    pool: EchoPool,
+    path: PathAndQuery,
     payload: Bytes,
+    framed: Framed,
 }
 
 impl EchoWorkload {
     /// Sends `payload_size` bytes per call over `pool`.
-    pub fn new(pool: GrpcPool, payload_size: usize) -> Self {
+    pub fn new(pool: EchoPool, payload_size: usize) -> Self {
+        let payload = Bytes::from(vec![b'x'; payload_size]);
         EchoWorkload {
             pool,
-            payload: Bytes::from(vec![b'x'; payload_size]),
+            path: PathAndQuery::from_static(PATH),
+            framed: Framed::new(&payload),
+            payload,
         }
     }
 }
 
 impl Workload for EchoWorkload {
-    type Client = GrpcClient;
+    type Client = EchoClient;
 
-    fn client(&self, index: usize) -> GrpcClient {
-        self.pool.client(index)
+    fn client(&self, index: usize) -> EchoClient {
+        match &self.pool {
+            EchoPool::Lean(pool) => EchoClient::Lean(pool.client(index)),
+            EchoPool::Tonic(pool) => EchoClient::Tonic(pool.client(index)),
+        }
     }
 
-    async fn call(&self, client: &mut GrpcClient) -> Result<(), CallError> {
-        let path = PathAndQuery::from_static(PATH);
-        let reply = client.unary(&path, self.payload.clone()).await?;
+    fn home(&self, index: usize) -> Option<Home> {
+        match &self.pool {
+            EchoPool::Lean(pool) => Some(pool.home(index).clone()),
+            EchoPool::Tonic(_) => None,
+        }
+    }
+
+    async fn call(&self, client: &mut EchoClient) -> Result<(), CallError> {
+        let reply = match client {
+            EchoClient::Lean(client) => client.unary(&self.path, &self.framed).await?,
+            EchoClient::Tonic(client) => client.unary(&self.path, self.payload.clone()).await?,
+        };
         if reply.len() == self.payload.len() {
             Ok(())
         } else {

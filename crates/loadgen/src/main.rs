@@ -1,4 +1,5 @@
-//! `cloudstate-loadgen`: closed-loop load for the Cloudstate proxy, and the gRPC echo baseline.
+//! `cloudstate-loadgen`: load for the Cloudstate proxy (closed loop, or open loop at a fixed
+//! rate with `--rate`), and the gRPC echo baseline.
 //!
 //! - `cart` drives the shopping cart through the proxy, then checks that every cart holds
 //!   exactly what was acknowledged (exit status 2 if not).
@@ -12,7 +13,8 @@
 //! - `pgbench` runs PostgreSQL's own benchmark and reports it in the same form: the database's
 //!   limit the PostgreSQL store is compared with.
 //! - `echo-server` and `echo` measure a bare loopback gRPC round trip with the same client
-//!   machinery: the limit the proxy is compared with.
+//!   machinery: the limit the proxy is compared with. `echo --client tonic` measures the same
+//!   with a minimal tonic client, to show that the load generator's client is not the limit.
 
 mod bounce;
 mod cart;
@@ -43,15 +45,17 @@ use cart::{CartPool, CartWorkload, Protocol};
 use check::Check;
 use counter::{CounterKind, CounterWorkload, Mode};
 use cpu::Watched;
+use echo::EchoPool;
 use keys::KeyPlan;
 use report::Summary;
-use runner::Schedule;
+use runner::{Pace, Schedule};
+use transport::tonic::TonicPool;
 use transport::{GrpcPool, HttpPool};
 
 /// Exit status when the correctness check fails.
 const CHECK_FAILED: u8 = 2;
 
-/// Closed-loop load generator for the Cloudstate proxy.
+/// Load generator for the Cloudstate proxy.
 #[derive(Debug, Parser)]
 #[command(name = "cloudstate-loadgen", version)]
 struct Cli {
@@ -88,9 +92,15 @@ struct LoadArgs {
     #[arg(long, default_value = "http://127.0.0.1:9000")]
     target: String,
 
-    /// Closed-loop clients (calls in flight).
+    /// Clients, each with one call in flight at most.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     concurrency: u32,
+
+    /// Open loop: calls due per second, all clients together (each client takes every
+    /// `--concurrency`-th slot; latency counts from when a call was due). Without it, each
+    /// client calls again as soon as it is answered (closed loop).
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<f64>,
 
     /// HTTP/2 connections the clients are spread over (default: one per client).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -144,6 +154,13 @@ impl ReportArgs {
 impl LoadArgs {
     fn concurrency(&self) -> usize {
         self.concurrency as usize
+    }
+
+    fn pace(&self) -> Pace {
+        match self.rate {
+            Some(rate) => Pace::Open { rate },
+            None => Pace::Closed,
+        }
     }
 
     fn connections(&self) -> anyhow::Result<usize> {
@@ -275,6 +292,15 @@ struct HopCostArgs {
     files: Vec<PathBuf>,
 }
 
+/// The gRPC client an echo run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EchoClientKind {
+    /// The load generator's own lean client (h2, one task per connection).
+    Lean,
+    /// A minimal tonic client (`Channel`, `ready()` and `unary()` per call), for comparison.
+    Tonic,
+}
+
 #[derive(Debug, Args)]
 struct EchoArgs {
     #[command(flatten)]
@@ -283,6 +309,10 @@ struct EchoArgs {
     /// Bytes per request (default: the size of the cart's encoded AddLineItem).
     #[arg(long)]
     payload_size: Option<usize>,
+
+    /// Which gRPC client makes the calls.
+    #[arg(long, value_enum, default_value_t = EchoClientKind::Lean)]
+    client: EchoClientKind,
 }
 
 #[derive(Debug, Args)]
@@ -348,7 +378,6 @@ async fn run_cart(args: CartArgs) -> anyhow::Result<ExitCode> {
     };
     let workload = Arc::new(CartWorkload::new(
         pool,
-        args.protocol,
         KeyPlan::new(keys, concurrency),
         &run_id,
     ));
@@ -559,12 +588,20 @@ async fn run_echo(args: EchoArgs) -> anyhow::Result<ExitCode> {
     let connections = load.connections()?;
     let payload_size = args.payload_size.unwrap_or_else(default_payload_size);
     eprintln!("connecting to {} ({connections} connections)", load.target);
-    let pool = GrpcPool::connect(&load.target, connections, load.timeout).await?;
+    let pool = match args.client {
+        EchoClientKind::Lean => {
+            EchoPool::Lean(GrpcPool::connect(&load.target, connections, load.timeout).await?)
+        }
+        EchoClientKind::Tonic => {
+            EchoPool::Tonic(TonicPool::connect(&load.target, connections, load.timeout).await?)
+        }
+    };
     let workload = Arc::new(echo::EchoWorkload::new(pool, payload_size));
     let (recorded, cpu) = drive(load, workload).await?;
 
     let mut summary = summary("echo", load, &recorded, connections);
     summary.payload_bytes = Some(payload_size);
+    summary.client = Some(format!("{:?}", args.client).to_lowercase());
     summary.cpu = cpu;
     Ok(finish(&summary, load.report.json))
 }
@@ -585,6 +622,7 @@ fn summary(
     summary.target = load.target.clone();
     summary.concurrency = load.concurrency();
     summary.connections = connections;
+    summary.rate = load.rate;
     summary
 }
 
@@ -597,7 +635,7 @@ fn finish(summary: &Summary, json: bool) -> ExitCode {
     }
 }
 
-/// Runs the closed loop and samples the CPU over the measured window.
+/// Runs the clients and samples the CPU over the measured window.
 async fn drive<W: runner::Workload>(
     load: &LoadArgs,
     workload: Arc<W>,
@@ -612,13 +650,17 @@ async fn drive_with<W: runner::Workload>(
     workload: Arc<W>,
     schedule: Schedule,
 ) -> anyhow::Result<(runner::Recorded, Option<cpu::CpuUsage>)> {
+    let pace = match load.rate {
+        Some(rate) => format!(" (open loop, {rate} calls/s due)"),
+        None => String::new(),
+    };
     eprintln!(
-        "{} clients: warming up for {:?}, then measuring for {:?}",
+        "{} clients{pace}: warming up for {:?}, then measuring for {:?}",
         load.concurrency, load.warmup, load.duration
     );
     let watched = load.report.watched();
     let (recorded, cpu) = tokio::join!(
-        runner::run(workload, load.concurrency(), schedule),
+        runner::run(workload, load.concurrency(), schedule, load.pace()),
         cpu::measure(&watched, schedule)
     );
     Ok((recorded?, cpu))
@@ -635,8 +677,11 @@ fn print_summary(summary: &Summary, json: bool) {
 
 async fn serve_echo(args: EchoServerArgs) -> anyhow::Result<()> {
     let address = SocketAddr::new(args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening on {address}"))?;
     eprintln!("echo-server listening on {address}");
-    echo::serve(address, shutdown_signal()).await
+    echo::serve(listener, shutdown_signal()).await
 }
 
 /// The size of the cart's `AddLineItem` for the last of the default 1,000 keys.
@@ -656,6 +701,15 @@ fn random_run_id() -> String {
     hasher.write_u128(now);
     hasher.write_u32(std::process::id());
     format!("{:08x}", hasher.finish() as u32)
+}
+
+fn parse_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "`{value}` is not a positive number of calls per second"
+        )),
+    }
 }
 
 fn parse_duration(value: &str) -> Result<Duration, String> {
@@ -700,6 +754,25 @@ mod tests {
         assert_eq!(args.load.duration, Duration::from_secs(10));
         assert_eq!(args.load.warmup, Duration::from_secs(2));
         assert_eq!(args.protocol, Protocol::Grpc);
+        assert_eq!(args.load.pace(), Pace::Closed);
+    }
+
+    #[test]
+    fn a_rate_makes_an_open_loop() {
+        let cli = Cli::try_parse_from(["cloudstate-loadgen", "echo", "--rate", "2500"]).unwrap();
+        let Command::Echo(args) = cli.command else {
+            panic!("not echo")
+        };
+        assert_eq!(args.load.pace(), Pace::Open { rate: 2500.0 });
+        assert_eq!(args.client, EchoClientKind::Lean);
+        for bad in ["0", "-1", "x", "inf"] {
+            assert!(Cli::try_parse_from(["cloudstate-loadgen", "cart", "--rate", bad]).is_err());
+        }
+        let cli = Cli::try_parse_from(["cloudstate-loadgen", "echo", "--client", "tonic"]).unwrap();
+        let Command::Echo(args) = cli.command else {
+            panic!("not echo")
+        };
+        assert_eq!(args.client, EchoClientKind::Tonic);
     }
 
     #[test]

@@ -228,6 +228,7 @@ mod tests {
     fn the_window_follows_the_schedule_on_the_wall_clock() {
         let now = Instant::now();
         let schedule = Schedule {
+            start: now,
             measure_from: now + Duration::from_secs(2),
             end: now + Duration::from_secs(22),
         };

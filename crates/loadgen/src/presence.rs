@@ -23,14 +23,13 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http::uri::PathAndQuery;
 use prost::Message;
-use tonic::codec::Streaming;
 
 use crate::check::{PresenceCheck, UserOutcome};
 use crate::keys::entity_id;
 use crate::proto::{self, presence};
 use crate::report::ChangeLatency;
 use crate::runner::{self, Schedule, Workload};
-use crate::transport::{CallError, GrpcClient, GrpcPool};
+use crate::transport::{CallError, Framed, GrpcClient, GrpcPool, GrpcStream, Home};
 
 /// The two kinds of change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,10 +81,10 @@ pub struct PresenceWorkload {
     pool: GrpcPool,
     /// The connections for the `Monitor` calls: the same ones, or others.
     monitor_pool: GrpcPool,
-    /// The encoded `User` of every user.
-    users: Vec<Bytes>,
+    /// The framed `User` of every user.
+    users: Vec<Framed>,
     /// The monitors opened before the run, taken by the clients.
-    monitors: Mutex<Vec<Option<Streaming<Bytes>>>>,
+    monitors: Mutex<Vec<Option<GrpcStream>>>,
     /// Each user's latencies; only its own client locks it during the run.
     records: Vec<Mutex<Record>>,
     schedule: Schedule,
@@ -103,9 +102,9 @@ pub struct PresenceUser {
     /// For the `Monitor` calls.
     monitor_client: GrpcClient,
     /// `None` after an error: the next call opens a fresh one.
-    monitor: Option<Streaming<Bytes>>,
+    monitor: Option<GrpcStream>,
     /// The open `Connect` call while the user is online.
-    connection: Option<Streaming<Bytes>>,
+    connection: Option<GrpcStream>,
 }
 
 /// The encoded `User` of user number `index` of run `run_id`.
@@ -128,14 +127,14 @@ pub async fn open_monitors(
     run_id: &str,
     users: usize,
     timeout: Duration,
-) -> anyhow::Result<Vec<Streaming<Bytes>>> {
+) -> anyhow::Result<Vec<GrpcStream>> {
     let mut tasks = Vec::with_capacity(users);
     for index in 0..users {
         let mut client = pool.client(index);
-        let request = user(run_id, index);
+        let request = Framed::new(&user(run_id, index));
         tasks.push(tokio::spawn(async move {
             let open = async {
-                let mut monitor = client.server_streaming(&monitor_path(), request).await?;
+                let mut monitor = client.server_streaming(&monitor_path(), &request).await?;
                 match next_status(&mut monitor).await? {
                     false => Ok(monitor),
                     true => Err(CallError::BadReply),
@@ -164,7 +163,7 @@ pub async fn open_monitors(
 }
 
 /// The next status a monitor delivers.
-async fn next_status(monitor: &mut Streaming<Bytes>) -> Result<bool, CallError> {
+async fn next_status(monitor: &mut GrpcStream) -> Result<bool, CallError> {
     match monitor.message().await? {
         Some(status) => presence::OnlineStatus::decode(status)
             .map(|status| status.online)
@@ -176,10 +175,7 @@ async fn next_status(monitor: &mut Streaming<Bytes>) -> Result<bool, CallError> 
 
 /// Waits until the monitor reports `online`; returns when it arrived and how many other
 /// statuses came first.
-async fn wait_for(
-    monitor: &mut Streaming<Bytes>,
-    online: bool,
-) -> Result<(Instant, u64), CallError> {
+async fn wait_for(monitor: &mut GrpcStream, online: bool) -> Result<(Instant, u64), CallError> {
     let mut others = 0;
     loop {
         if next_status(monitor).await? == online {
@@ -198,7 +194,7 @@ impl PresenceWorkload {
         pool: GrpcPool,
         monitor_pool: GrpcPool,
         run_id: &str,
-        monitors: Vec<Streaming<Bytes>>,
+        monitors: Vec<GrpcStream>,
         schedule: Schedule,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
@@ -206,7 +202,9 @@ impl PresenceWorkload {
         Ok(PresenceWorkload {
             pool,
             monitor_pool,
-            users: (0..users).map(|index| user(run_id, index)).collect(),
+            users: (0..users)
+                .map(|index| Framed::new(&user(run_id, index)))
+                .collect(),
             monitors: Mutex::new(monitors.into_iter().map(Some).collect()),
             records: (0..users)
                 .map(|_| Record::new().map(Mutex::new))
@@ -235,7 +233,7 @@ impl PresenceWorkload {
         let started = Instant::now();
         let (seen, others) = match change {
             Change::Connect => {
-                let connect = client.server_streaming(&self.connect, self.users[*index].clone());
+                let connect = client.server_streaming(&self.connect, &self.users[*index]);
                 let seen = wait_for(monitor, change.online_after());
                 let (stream, seen) = tokio::try_join!(connect, seen)?;
                 *connection = Some(stream);
@@ -268,7 +266,7 @@ impl PresenceWorkload {
         user.monitor = None;
         let mut monitor = user
             .monitor_client
-            .server_streaming(&self.monitor, self.users[user.index].clone())
+            .server_streaming(&self.monitor, &self.users[user.index])
             .await?;
         wait_for(&mut monitor, false).await?;
         user.monitor = Some(monitor);
@@ -306,7 +304,7 @@ impl PresenceWorkload {
             tasks.push(tokio::spawn(async move {
                 let mut online = None;
                 let watch = async {
-                    let mut monitor = client.server_streaming(&path, request).await?;
+                    let mut monitor = client.server_streaming(&path, &request).await?;
                     loop {
                         let now = next_status(&mut monitor).await?;
                         online = Some(now);
@@ -358,6 +356,10 @@ impl Workload for PresenceWorkload {
             monitor,
             connection: None,
         }
+    }
+
+    fn home(&self, index: usize) -> Option<Home> {
+        Some(self.pool.home(index).clone())
     }
 
     async fn call(&self, user: &mut PresenceUser) -> Result<(), CallError> {

@@ -90,6 +90,14 @@ pub struct Summary {
     pub command: Option<String>,
     /// Protocol spoken to the target.
     pub protocol: String,
+    /// The gRPC client used (echo only): `lean`, or `tonic` for the reference client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// `closed` (each client calls again once answered) or `open` (calls due at `rate`).
+    pub pace: String,
+    /// Open loop only: calls per second due, all clients together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
     /// The target URI.
     pub target: String,
     /// Closed-loop clients.
@@ -111,10 +119,27 @@ pub struct Summary {
     pub duration_s: f64,
     /// Successful calls started in the measured window.
     pub ops: u64,
-    /// `ops` per second of the measured window.
+    /// `ops` per second: of the measured window, or in an open loop of the time until the last
+    /// of them was answered, if that is longer (a server that fell behind did not serve them
+    /// at the rate they were due).
     pub throughput_ops_s: f64,
-    /// Latency of the successful calls.
+    /// Open loop only: how long after the window's end its last call was answered, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overrun_s: Option<f64>,
+    /// Latency of the successful calls: from sending (closed loop) or from when the call was
+    /// due (open loop, so that stalls are not omitted).
     pub latency_ms: Latency,
+    /// Open loop only: from sending each successful call to its answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_ms: Option<Latency>,
+    /// Open loop only: how late calls were sent after they were due (the load generator's own
+    /// timer and scheduling, plus waiting for a busy client).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_lag_ms: Option<Latency>,
+    /// Open loop only: calls due in the window that were never sent (their client was too far
+    /// behind).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unsent: Option<u64>,
     /// Successful calls started in each second of the measured window.
     pub per_second: Vec<u64>,
     /// Failed calls started in the measured window, by kind.
@@ -136,6 +161,8 @@ impl Summary {
     /// The figures common to every scenario; the caller fills in the scenario's own.
     pub fn new(scenario: &str, recorded: &Recorded, warmup_s: f64, duration_s: f64) -> Self {
         let ops = recorded.latency.len();
+        let open = recorded.service.is_some();
+        let served_in = duration_s + recorded.overrun.as_secs_f64();
         Summary {
             scenario: scenario.to_owned(),
             method: None,
@@ -143,6 +170,9 @@ impl Summary {
             hops: None,
             command: None,
             protocol: "grpc".to_owned(),
+            client: None,
+            pace: if open { "open" } else { "closed" }.to_owned(),
+            rate: None,
             target: String::new(),
             concurrency: 0,
             connections: 0,
@@ -152,12 +182,16 @@ impl Summary {
             warmup_s,
             duration_s,
             ops,
-            throughput_ops_s: if duration_s > 0.0 {
-                (ops as f64 / duration_s).round()
+            throughput_ops_s: if served_in > 0.0 {
+                (ops as f64 / served_in).round()
             } else {
                 0.0
             },
+            overrun_s: open.then(|| recorded.overrun.as_secs_f64()),
             latency_ms: Latency::from_micros(&recorded.latency),
+            service_ms: recorded.service.as_ref().map(Latency::from_micros),
+            send_lag_ms: recorded.send_lag.as_ref().map(Latency::from_micros),
+            unsent: recorded.service.as_ref().map(|_| recorded.unsent),
             per_second: recorded.per_second.clone(),
             errors: recorded.errors.by_name(),
             warmup_errors: recorded.warmup_errors.by_name(),
@@ -190,6 +224,15 @@ impl Summary {
         if let Some(bytes) = self.payload_bytes {
             what.push_str(&format!(", {bytes}-byte payload"));
         }
+        if let Some(client) = &self.client {
+            what.push_str(&format!(", {client} client"));
+        }
+        if let Some(rate) = self.rate {
+            what.push_str(&format!(
+                ", open loop at {} calls/s",
+                format_count(rate as u64)
+            ));
+        }
         if let Some(run_id) = &self.run_id {
             what.push_str(&format!(" (run {run_id})"));
         }
@@ -205,16 +248,36 @@ impl Summary {
             format_count(self.throughput_ops_s as u64),
             format_count(self.ops)
         );
-        let l = &self.latency_ms;
-        let _ = writeln!(
-            out,
-            "latency ms   p50 {} | p90 {} | p99 {} | p99.9 {} | max {}",
-            format_ms(l.p50),
-            format_ms(l.p90),
-            format_ms(l.p99),
-            format_ms(l.p999),
-            format_ms(l.max)
-        );
+        let percentiles = |l: &Latency| {
+            format!(
+                "p50 {} | p90 {} | p99 {} | p99.9 {} | max {}",
+                format_ms(l.p50),
+                format_ms(l.p90),
+                format_ms(l.p99),
+                format_ms(l.p999),
+                format_ms(l.max)
+            )
+        };
+        let _ = writeln!(out, "latency ms   {}", percentiles(&self.latency_ms));
+        if let Some(service) = &self.service_ms {
+            let _ = writeln!(out, "service ms   {} (from sending)", percentiles(service));
+        }
+        if let Some(lag) = &self.send_lag_ms {
+            let _ = writeln!(out, "send lag ms  {} (sent after due)", percentiles(lag));
+        }
+        if let Some(overrun) = self.overrun_s.filter(|&overrun| overrun > 0.0) {
+            let _ = writeln!(
+                out,
+                "overrun      the window's calls were answered until {overrun:.2} s after its end"
+            );
+        }
+        if let Some(unsent) = self.unsent.filter(|&unsent| unsent > 0) {
+            let _ = writeln!(
+                out,
+                "unsent       {} calls due but never sent",
+                format_count(unsent)
+            );
+        }
         if let Some((min, max)) = full_seconds_range(&self.per_second, self.duration_s) {
             let _ = writeln!(
                 out,
@@ -331,6 +394,10 @@ mod tests {
             errors: ErrorCounts::default(),
             warmup_errors: ErrorCounts::default(),
             per_second: vec![latencies_us.len() as u64],
+            service: None,
+            send_lag: None,
+            unsent: 0,
+            overrun: std::time::Duration::ZERO,
         }
     }
 
@@ -397,6 +464,8 @@ mod tests {
         assert_eq!(value["ops"], 2);
         assert_eq!(value["throughput_ops_s"], 2.0);
         assert_eq!(value["latency_ms"]["max"], 1.5);
+        assert_eq!(value["pace"], "closed");
         assert!(value.get("check").is_none());
+        assert!(value.get("service_ms").is_none());
     }
 }

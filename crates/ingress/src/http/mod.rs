@@ -13,6 +13,7 @@ mod json;
 mod router;
 mod rules;
 mod template;
+mod transcoder;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use crate::grpc::{self, MAX_MESSAGE_SIZE};
 use crate::{Error, IngressState};
 use router::Router;
 use rules::{Binding, Body as BodyRule, Output};
+pub use transcoder::Transcoder;
 
 /// Content type of JSON replies and errors.
 const JSON: &str = "application/json";
