@@ -8,9 +8,49 @@
 //! Presence: once every connection is closed, is every user reported offline, and did the
 //! monitors report nothing but the changes made?
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use crate::report::{counted, format_count};
+
+/// How often a key is read before it counts as unreadable.
+const READ_ATTEMPTS: u32 = 3;
+
+/// Reads every key of `0..keys` after a run, one reader per client in `readers` (reader `r`
+/// reads keys `r`, `r + R`, `r + 2R`, ...), all in the current task. A key that `read` cannot
+/// read (`None`) is tried again after a pause, three times in all, then left `None`.
+pub async fn read_keys<C>(
+    keys: usize,
+    readers: Vec<C>,
+    read: impl AsyncFn(&mut C, usize) -> Option<i64>,
+) -> Vec<Option<i64>> {
+    let count = readers.len().max(1);
+    let read = &read;
+    let found = futures_util::future::join_all(readers.into_iter().enumerate().map(
+        |(reader, mut client)| async move {
+            let mut found = Vec::new();
+            for key in (reader..keys).step_by(count) {
+                let mut value = None;
+                for attempt in 1..=READ_ATTEMPTS {
+                    value = read(&mut client, key).await;
+                    if value.is_some() || attempt == READ_ATTEMPTS {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                found.push((key, value));
+            }
+            found
+        },
+    ))
+    .await;
+    let mut observed = vec![None; keys];
+    for (key, value) in found.into_iter().flatten() {
+        observed[key] = value;
+    }
+    observed
+}
 
 /// How one key's observed quantity compares with what the run sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -271,6 +311,28 @@ impl Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_key_is_read_by_one_reader_and_retried_until_read() {
+        let tries = std::sync::Mutex::new(vec![0; 10]);
+        let observed = read_keys(10, vec![0usize, 1, 2], async |reader, key| {
+            assert_eq!(key % 3, *reader);
+            let mut tries = tries.lock().unwrap();
+            tries[key] += 1;
+            // Key 4 answers on its second try, key 7 never.
+            match key {
+                4 if tries[key] < 2 => None,
+                7 => None,
+                _ => Some(key as i64 * 10),
+            }
+        })
+        .await;
+        assert_eq!(observed[3], Some(30));
+        assert_eq!(observed[4], Some(40));
+        assert_eq!(observed[7], None);
+        assert_eq!(observed.iter().filter(|value| value.is_some()).count(), 9);
+        assert_eq!(tries.lock().unwrap()[7], READ_ATTEMPTS);
+    }
 
     #[test]
     fn presence_passes_only_if_every_user_ends_offline_without_surprises() {

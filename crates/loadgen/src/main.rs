@@ -10,6 +10,10 @@
 //!   results of several hop counts into the marginal cost of one hop.
 //! - `presence-latency` measures the time from a state change (a user connecting or
 //!   disconnecting) to a streamed `Monitor` call seeing it.
+//! - `restate-counter` drives the peer the proxy is compared with: a keyed counter on Restate,
+//!   over its HTTP ingress, checked like the cart.
+//! - `entities` activates rounds of carts and reports the memory an active entity costs and
+//!   what comes back once they have passivated.
 //! - `pgbench` runs PostgreSQL's own benchmark and reports it in the same form: the database's
 //!   limit the PostgreSQL store is compared with.
 //! - `echo-server` and `echo` measure a bare loopback gRPC round trip with the same client
@@ -23,12 +27,14 @@ mod codec;
 mod counter;
 mod cpu;
 mod echo;
+mod entities;
 mod hops;
 mod keys;
 mod pgbench;
 mod presence;
 mod proto;
 mod report;
+mod restate;
 mod runner;
 mod transport;
 
@@ -75,6 +81,10 @@ enum Command {
     Bounce(BounceArgs),
     /// Connect and disconnect presence users; time until their `Monitor` streams see it.
     PresenceLatency(PresenceArgs),
+    /// Add to counters of the Restate counter service over its HTTP ingress, then check them.
+    RestateCounter(RestateArgs),
+    /// Memory per active entity: rounds of new carts, each round until they have passivated.
+    Entities(EntitiesArgs),
     /// Run pgbench (the command after `--`) and report its transactions like a run.
     Pgbench(PgbenchArgs),
     /// The marginal cost of one forward hop, from the JSON results of `bounce` runs.
@@ -186,6 +196,54 @@ struct CartArgs {
     /// Protocol spoken to the proxy.
     #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
     protocol: Protocol,
+
+    /// Do not read the carts back after the run (for profiles, where every command counted
+    /// must be one of the load's).
+    #[arg(long)]
+    no_check: bool,
+}
+
+#[derive(Debug, Args)]
+struct RestateArgs {
+    /// One HTTP/1.1 connection per client to Restate's ingress.
+    #[command(flatten)]
+    load: LoadArgs,
+
+    /// Counters (keys of the `Counter` virtual object) the clients spread over.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    keys: u32,
+}
+
+#[derive(Debug, Args)]
+struct EntitiesArgs {
+    /// The proxy, serving the shopping cart.
+    #[arg(long, default_value = "http://127.0.0.1:9000")]
+    target: String,
+
+    /// New carts activated per round.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    entities: u32,
+
+    /// Rounds, each with new keys.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+
+    /// Calls in flight while activating (and HTTP/2 connections).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    concurrency: u32,
+
+    /// Longest wait after a round for every entity to passivate (the proxy's
+    /// `--passivation-timeout` decides when they do).
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    passivation_wait: Duration,
+
+    /// Longest wait for one answer.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+
+    /// Processes whose resident memory is read, as NAME=PID (repeatable).
+    #[arg(long = "watch-pid", value_name = "NAME=PID")]
+    watch: Vec<Watched>,
 }
 
 /// Whether increments go to the value entity directly or through an action.
@@ -347,6 +405,8 @@ async fn main() -> ExitCode {
         }
         Command::Bounce(args) => run_bounce(args).await,
         Command::PresenceLatency(args) => run_presence(args).await,
+        Command::RestateCounter(args) => run_restate(args).await,
+        Command::Entities(args) => run_entities(args).await,
         Command::Pgbench(args) => run_pgbench(args).await,
         Command::HopCost(args) => hop_cost(args),
         Command::Echo(args) => run_echo(args).await,
@@ -382,16 +442,92 @@ async fn run_cart(args: CartArgs) -> anyhow::Result<ExitCode> {
         &run_id,
     ));
     let (recorded, cpu) = drive(load, workload.clone()).await?;
-    eprintln!("checking {keys} carts");
-    let check = workload.check(concurrency).await;
+    let check = if args.no_check {
+        None
+    } else {
+        eprintln!("checking {keys} carts");
+        Some(Check::Keys(workload.check(concurrency).await))
+    };
 
     let mut summary = summary("cart", load, &recorded, connections);
     summary.protocol = format!("{:?}", args.protocol).to_lowercase();
     summary.keys = Some(keys);
     summary.run_id = Some(run_id);
+    summary.check = check;
+    summary.cpu = cpu;
+    Ok(finish(&summary, load.report.json))
+}
+
+async fn run_restate(args: RestateArgs) -> anyhow::Result<ExitCode> {
+    let load = &args.load;
+    let (concurrency, connections) = (load.concurrency(), load.connections()?);
+    anyhow::ensure!(
+        connections == concurrency,
+        "restate-counter keeps one HTTP/1.1 connection per client: leave out --connections"
+    );
+    let keys = args.keys as usize;
+    let run_id = random_run_id();
+    eprintln!("connecting to {} ({connections} connections)", load.target);
+    let pool = HttpPool::connect(&load.target, connections, load.timeout).await?;
+    let workload = Arc::new(restate::RestateWorkload::new(
+        pool,
+        KeyPlan::new(keys, concurrency),
+        &run_id,
+    ));
+    let (recorded, cpu) = drive(load, workload.clone()).await?;
+    eprintln!("checking {keys} counters");
+    let check = workload.check(concurrency).await;
+
+    let mut summary = summary("restate-counter", load, &recorded, connections);
+    summary.protocol = "http".to_owned();
+    summary.method = Some("POST /Counter/<key>/add".to_owned());
+    summary.keys = Some(keys);
+    summary.run_id = Some(run_id);
     summary.check = Some(Check::Keys(check));
     summary.cpu = cpu;
     Ok(finish(&summary, load.report.json))
+}
+
+async fn run_entities(args: EntitiesArgs) -> anyhow::Result<ExitCode> {
+    let plan = entities::Plan {
+        entities: args.entities as usize,
+        rounds: args.rounds as usize,
+        concurrency: args.concurrency as usize,
+        passivation_wait: args.passivation_wait,
+    };
+    let connections = plan.concurrency;
+    eprintln!("connecting to {} ({connections} connections)", args.target);
+    let pool = GrpcPool::connect(&args.target, connections, args.timeout).await?;
+    let metrics = HttpPool::connect(&args.target, 1, args.timeout).await?;
+    let mut report = entities::run(pool, metrics, &random_run_id(), &plan, &args.watch).await?;
+    report.target = args.target;
+    for round in &report.rounds {
+        eprintln!(
+            "round {}: {} active, RSS {:?}; passivated after {:?} s, RSS {:?}; errors {:?}",
+            round.round,
+            round
+                .active_entities
+                .map_or("?".to_owned(), |n| n.to_string()),
+            round.rss_active,
+            round.passivated_after_s,
+            round.rss_passivated,
+            round.errors
+        );
+    }
+    eprintln!(
+        "bytes per active entity: {:?}",
+        report.bytes_per_active_entity
+    );
+    println!("{}", serde_json::to_string(&report)?);
+    let failed = report
+        .rounds
+        .iter()
+        .any(|round| !round.errors.is_empty() || round.passivated_after_s.is_none());
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `value` and `crdt`: keyed counters, checked at the end.

@@ -187,7 +187,7 @@ impl Summary {
             } else {
                 0.0
             },
-            overrun_s: open.then(|| recorded.overrun.as_secs_f64()),
+            overrun_s: open.then_some(recorded.overrun.as_secs_f64()),
             latency_ms: Latency::from_micros(&recorded.latency),
             service_ms: recorded.service.as_ref().map(Latency::from_micros),
             send_lag_ms: recorded.send_lag.as_ref().map(Latency::from_micros),
