@@ -15,7 +15,9 @@ use shopping_cart::proto::{Cart, LineItem};
 
 fn transcoding(c: &mut Criterion) {
     let pool = DescriptorPool::decode(shopping_cart::proto::FILE_DESCRIPTOR_SET).unwrap();
-    let service = pool.get_service_by_name(shopping_cart::SERVICE).unwrap();
+    let service = pool
+        .get_service_by_name(shopping_cart::proto::shopping_cart::NAME)
+        .unwrap();
     let transcoder = Transcoder::new(&service).unwrap();
     let add_uri: Uri = "/cart/0a1b2c3d-42/items/add".parse().unwrap();
     let add_body = br#"{"productId":"p","name":"","quantity":1}"#;
