@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use crate::{Deployment, Error};
 
 /// Reads and changes the number of nodes. Implementations: [`LogScaler`] (only logs, the
-/// default) and the Kubernetes scaler of the proxy, which sets the replicas of the
-/// deployment through its scale subresource.
+/// default) and [`KubernetesScaler`](crate::KubernetesScaler), which sets a StatefulService's
+/// replicas through its scale subresource.
 #[async_trait]
 pub trait Scaler: Send + Sync + 'static {
     /// The deployment running the nodes, if this scaler knows one.

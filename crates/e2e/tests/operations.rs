@@ -215,6 +215,55 @@ async fn metrics_count_requests_entities_and_store_writes() {
     assert!(line("cloudstate_requests_in_flight").ends_with(" 0"));
 }
 
+/// The autoscaler in the proxy (standalone, log-only scaler) samples the engine's load and
+/// decides: with a tiny user function target, a few commands make it ask for more nodes (one
+/// step of two from one node).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_autoscaler_samples_the_load_and_decides() {
+    let mut service = Service::rust_cart(
+        "memory",
+        &[
+            "--autoscaler-enabled=true",
+            "--autoscaler-user-function-target-concurrency=0.000001",
+            "--autoscaler-report-period=100ms",
+            "--autoscaler-tick-period=200ms",
+        ],
+    )
+    .unwrap();
+    let mut cart = service.cart().await.unwrap();
+    for user in ["a1", "a2", "a3"] {
+        cart.add(user, "apple", 1).await.unwrap();
+    }
+    let port = service.proxy.port;
+    let decided = "cloudstate_autoscaler_scalings_total{reason=\"user function concurrency\"} 1";
+    service
+        .proxy
+        .process
+        .wait_until("a scaling decision", Duration::from_secs(30), || {
+            metrics(port).contains(decided)
+        })
+        .unwrap();
+    let text = metrics(port);
+    for line in [
+        "cloudstate_autoscaler_decision_maker 1",
+        "cloudstate_autoscaler_current_nodes 1",
+        "cloudstate_autoscaler_desired_nodes 3",
+        "cloudstate_autoscaler_phase{phase=\"scaling-up\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} not in\n{text}");
+    }
+    let concurrency = text
+        .lines()
+        .find_map(|l| l.strip_prefix("cloudstate_autoscaler_user_function_concurrency "))
+        .and_then(|value| value.parse::<f64>().ok())
+        .unwrap();
+    assert!(concurrency > 0.0, "{concurrency}");
+    assert!(
+        service.proxy.process.output().contains("would scale"),
+        "the log-only scaler logs the decision"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_calls_in_flight_finish() {
     let service = Service::with(

@@ -42,7 +42,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 pub use action::{ReplyStream, RequestStream};
 pub use error::Error;
-pub use metrics::EngineMetrics;
+pub use metrics::{EngineMetrics, LoadCounters};
 pub use model::{EntityKind, MethodDef, ServiceDef, ServiceModel};
 pub use user_function::UserFunction;
 

@@ -12,6 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use cloudstate_autoscaler::{
+    Autoscaler, AutoscalerMetrics, Cluster, KubernetesScaler, LoadReading, LogScaler, Scaler,
+    Settings, Standalone, run_sampler, system_clock,
+};
 use cloudstate_engine::{Engine, EngineMetrics, ServiceModel, UserFunction};
 use cloudstate_ingress::Ingress;
 use cloudstate_store::{MemoryStore, Store};
@@ -20,8 +24,9 @@ use cloudstate_store_postgres::PostgresStore;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
-use config::{Config, ConfigError, LogFormat, StoreConfig};
+use config::{Config, ConfigError, LogFormat, ScalerChoice, StoreConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -33,8 +38,15 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
+    let autoscaler = match config.autoscaler.settings() {
+        Ok(settings) => config.autoscaler.autoscaler_enabled.then_some(settings),
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::exit(2);
+        }
+    };
     init_logging(config.server.log_format);
-    if let Err(error) = run(config).await {
+    if let Err(error) = run(config, autoscaler).await {
         tracing::error!("{error:#}");
         std::process::exit(1);
     }
@@ -53,7 +65,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, autoscaler: Option<Settings>) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = match &config.store.store {
         StoreConfig::Memory => Arc::new(MemoryStore::new()),
         StoreConfig::Embedded(dir) => Arc::new(
@@ -74,6 +86,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut registry = Registry::default();
     let metrics = EngineMetrics::new(&mut registry);
+    let autoscaler_metrics = autoscaler
+        .as_ref()
+        .map(|_| AutoscalerMetrics::new(&mut registry));
     let ingress = Ingress::new(store.clone(), Arc::new(registry));
     let stop_accepting = Arc::new(Notify::new());
     let mut server = {
@@ -114,6 +129,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             "serving"
         );
     }
+    let load = metrics.clone();
     let engine = Engine::new(
         model,
         store,
@@ -123,10 +139,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
     ingress.set_engine(engine.clone())?;
     tracing::info!("ready");
+    let autoscaler_tasks = match (autoscaler, autoscaler_metrics) {
+        (Some(settings), Some(metrics)) => start_autoscaler(
+            settings,
+            &config.autoscaler.autoscaler_scaler,
+            load,
+            metrics,
+        )?,
+        _ => Vec::new(),
+    };
 
     tokio::select! {
         () = shutdown_signal() => {}
         result = &mut server => return result.context("server task failed")?.map_err(Into::into),
+    }
+    for task in autoscaler_tasks {
+        task.abort();
     }
     // Stop accepting, let in-flight calls finish (boundedly), then close the entities' streams.
     let shutdown_timeout = Duration::from(config.server.shutdown_timeout);
@@ -141,6 +169,46 @@ async fn run(config: Config) -> anyhow::Result<()> {
     engine.shutdown(remaining.max(Duration::from_secs(1))).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the autoscaler: this node samples its load from the engine's metrics and, as the
+/// decision-maker, decides and hands decisions to the scaler. Without cluster membership the
+/// node is a cluster of its own (see docs/kubernetes.md).
+fn start_autoscaler(
+    settings: Settings,
+    choice: &ScalerChoice,
+    load: EngineMetrics,
+    metrics: AutoscalerMetrics,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let node = std::env::var("POD_NAME").unwrap_or_else(|_| "local".into());
+    let cluster: Arc<dyn Cluster> = Arc::new(Standalone::new(node));
+    let scaler: Arc<dyn Scaler> = match choice {
+        ScalerChoice::Log => Arc::new(LogScaler),
+        ScalerChoice::StatefulService(name) => Arc::new(
+            KubernetesScaler::in_cluster(name).context("the autoscaler's Kubernetes scaler")?,
+        ),
+    };
+    tracing::info!(scaler = %choice, settings = ?settings, "autoscaler running");
+    let reading = move || {
+        let counters = load.load();
+        LoadReading {
+            at_ns: counters.at_ns,
+            request_busy_ns: counters.request_busy_ns,
+            requests: counters.requests,
+            user_function_busy_ns: counters.user_function_busy_ns,
+            database_busy_ns: counters.database_busy_ns,
+        }
+    };
+    let sampler = tokio::spawn(run_sampler(
+        reading,
+        cluster.clone(),
+        settings.report_period,
+        system_clock(),
+        std::future::pending(),
+    ));
+    let decider = Autoscaler::new(settings, cluster, scaler, metrics)?;
+    let decider = tokio::spawn(decider.run(std::future::pending()));
+    Ok(vec![sampler, decider])
 }
 
 /// Resolves on SIGINT or SIGTERM.

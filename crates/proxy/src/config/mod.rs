@@ -8,6 +8,7 @@
 //! docs/configuration.md is generated from these definitions by a test, which also keeps the two
 //! equal.
 
+mod autoscaler;
 mod engine;
 mod server;
 mod store;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
+pub use autoscaler::{AutoscalerOptions, ScalerChoice};
 pub use engine::EngineOptions;
 pub use server::{LogFormat, ServerOptions};
 pub use store::{StoreConfig, StoreOptions};
@@ -52,6 +54,10 @@ pub struct Config {
     /// Entities, commands and forwards.
     #[command(flatten)]
     pub engine: EngineOptions,
+
+    /// The autoscaler.
+    #[command(flatten)]
+    pub autoscaler: AutoscalerOptions,
 }
 
 impl Config {
