@@ -5,8 +5,8 @@
 //! metrics are recorded here, once. Handles that are known per route are resolved when the
 //! engine is built, so the hot path does not hash label sets except for the status code.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -65,55 +65,78 @@ pub struct EngineMetrics {
 }
 
 /// The time-weighted load of the node, for the autoscaler: how many client calls, user
-/// function calls and store operations were in progress, integrated over time.
+/// function calls and store writes were in progress, integrated over time.
 struct Load {
     /// The meters' clock starts here.
     origin: Instant,
     requests: Meter,
     user_function: Meter,
     database: Meter,
+    /// The last reading of each meter, to carry their integrals past the wrap (reads are
+    /// rare: the sampler's, once a period).
+    extended: Mutex<[Extended; 3]>,
 }
 
 impl Load {
+    /// Microseconds since `origin`.
     fn now(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 }
 
-/// Integrates a number of things in progress over time with two atomic additions per start
-/// and per end, and no lock: with S the sum of start times, E the sum of end times and L the
-/// number in progress, the integral up to T is E − S + L·T. Everything wraps; only
-/// differences between two readings are used.
+/// Bits of a meter's word that count what is in progress (at most about a million at once).
+const COUNT_BITS: u32 = 20;
+/// Bits that hold the sum of times, in microseconds (wrapping after about 200 days).
+const TIME_BITS: u32 = 64 - COUNT_BITS;
+const TIME_MASK: u64 = (1 << TIME_BITS) - 1;
+
+/// Integrates a number of things in progress over time, lock-free and consistent, with one
+/// atomic addition per start and per end. One word holds, modulo 2^44, A = (sum of end times)
+/// − (sum of start times) in its upper bits and L = the number in progress in its lower
+/// bits; the integral up to T is A + L·T. A start adds 1 − (t << 20), an end (t << 20) − 1:
+/// the count never borrows from the times because it never goes below zero.
 #[derive(Default)]
 struct Meter {
+    word: AtomicU64,
     started: AtomicU64,
-    start_times: AtomicU64,
-    ended: AtomicU64,
-    end_times: AtomicU64,
 }
 
 impl Meter {
-    fn start(&self, at: u64) {
-        self.start_times.fetch_add(at, Ordering::Relaxed);
+    fn start(&self, at_us: u64) {
+        self.word
+            .fetch_add(1u64.wrapping_sub(at_us << COUNT_BITS), Ordering::Relaxed);
         self.started.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn end(&self, at: u64) {
-        self.end_times.fetch_add(at, Ordering::Relaxed);
-        self.ended.fetch_add(1, Ordering::Relaxed);
+    fn end(&self, at_us: u64) {
+        self.word
+            .fetch_add((at_us << COUNT_BITS).wrapping_sub(1), Ordering::Relaxed);
     }
 
-    /// The integral up to `at` (wrapping) and the number started so far.
-    fn read(&self, at: u64) -> (u64, u64) {
-        let ended = self.ended.load(Ordering::Relaxed);
-        let end_times = self.end_times.load(Ordering::Relaxed);
-        let start_times = self.start_times.load(Ordering::Relaxed);
-        let started = self.started.load(Ordering::Relaxed);
-        let in_progress = started.wrapping_sub(ended);
-        let busy = end_times
-            .wrapping_sub(start_times)
-            .wrapping_add(in_progress.wrapping_mul(at));
-        (busy, started)
+    /// The integral up to `at_us` in microseconds, modulo 2^44, and the number started so far.
+    fn read(&self, at_us: u64) -> (u64, u64) {
+        let word = self.word.load(Ordering::Relaxed);
+        let in_progress = word & ((1 << COUNT_BITS) - 1);
+        let times = word >> COUNT_BITS;
+        let busy = times.wrapping_add(in_progress.wrapping_mul(at_us)) & TIME_MASK;
+        (busy, self.started.load(Ordering::Relaxed))
+    }
+}
+
+/// A meter's integral carried on past its 44-bit wrap.
+#[derive(Clone, Copy, Default)]
+struct Extended {
+    raw: u64,
+    total_us: u64,
+}
+
+impl Extended {
+    /// Takes a new raw reading; returns the integral in nanoseconds (wrapping).
+    fn advance(&mut self, raw: u64) -> u64 {
+        let delta = raw.wrapping_sub(self.raw) & TIME_MASK;
+        self.raw = raw;
+        self.total_us = self.total_us.wrapping_add(delta);
+        self.total_us.wrapping_mul(1000)
     }
 }
 
@@ -138,14 +161,22 @@ pub struct LoadCounters {
 impl EngineMetrics {
     /// The node's load counters now.
     pub fn load(&self) -> LoadCounters {
-        let at = self.load.now();
-        let (request_busy_ns, requests) = self.load.requests.read(at);
+        let load = &self.load;
+        let at = load.now();
+        let (requests_busy, requests) = load.requests.read(at);
+        let raw = [
+            requests_busy,
+            load.user_function.read(at).0,
+            load.database.read(at).0,
+        ];
+        let mut extended = load.extended.lock().unwrap_or_else(|e| e.into_inner());
+        let [request, user_function, database] = &mut *extended;
         LoadCounters {
-            at_ns: at,
-            request_busy_ns,
+            at_ns: at.wrapping_mul(1000),
+            request_busy_ns: request.advance(raw[0]),
             requests,
-            user_function_busy_ns: self.load.user_function.read(at).0,
-            database_busy_ns: self.load.database.read(at).0,
+            user_function_busy_ns: user_function.advance(raw[1]),
+            database_busy_ns: database.advance(raw[2]),
         }
     }
 
@@ -167,6 +198,7 @@ impl EngineMetrics {
                 requests: Meter::default(),
                 user_function: Meter::default(),
                 database: Meter::default(),
+                extended: Mutex::new([Extended::default(); 3]),
             }),
         };
         let registry = registry.sub_registry_with_prefix("cloudstate");
@@ -392,15 +424,35 @@ mod tests {
     #[test]
     fn a_meter_integrates_what_is_in_progress_across_wrapping() {
         let meter = Meter::default();
-        // Start times near the top of u64, so the sums wrap.
-        let base = u64::MAX - 10;
+        // Times near the top of the 44 bits, so the sums wrap.
+        let base = TIME_MASK - 10;
         meter.start(base);
         meter.start(base + 2);
-        let (busy_before, started) = meter.read(base + 4);
+        let (before, started) = meter.read(base + 4);
         assert_eq!(started, 2);
-        meter.end(base.wrapping_add(14));
-        let (busy_after, _) = meter.read(base.wrapping_add(20));
+        meter.end(base + 14);
+        let (after, _) = meter.read(base + 20);
         // From base+4 to base+20: one call all along (16), the other until base+14 (10).
-        assert_eq!(busy_after.wrapping_sub(busy_before), 26);
+        assert_eq!(after.wrapping_sub(before) & TIME_MASK, 26);
+        let mut extended = Extended::default();
+        let first = extended.advance(before);
+        assert_eq!(extended.advance(after).wrapping_sub(first), 26_000);
+    }
+
+    #[test]
+    fn the_engine_reports_load_in_nanoseconds() {
+        let mut registry = Registry::default();
+        let metrics = EngineMetrics::new(&mut registry);
+        let first = metrics.load();
+        metrics.load.user_function.start(metrics.load.now());
+        let second = metrics.load();
+        assert!(second.at_ns >= first.at_ns);
+        assert!(
+            second
+                .user_function_busy_ns
+                .wrapping_sub(first.user_function_busy_ns)
+                < 1 << 40
+        );
+        assert_eq!(second.requests, 0);
     }
 }
