@@ -253,3 +253,87 @@ async fn idle_entities_are_passivated_and_reloaded() {
     cart.add("gina", "fig", 1).await.unwrap();
     assert_eq!(cart.get("gina").await.unwrap(), vec![("fig".into(), 3)]);
 }
+
+/// The fat cart of issue 16: items so large that the snapshot of the cart would exceed what
+/// the user function can be sent. The command that would store that snapshot fails with a
+/// permanent status, nothing of it is stored, and the cart stays usable, also after a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cart_whose_snapshot_would_be_too_large_stays_usable() {
+    use shopping_cart::proto::{AddLineItem, RemoveLineItem};
+    const MIB: usize = 1024 * 1024;
+    let dir = temp_dir("cart-fat-");
+    let store = format!("embedded:{}", dir.path().display());
+    let user_function = UserFunction::rust_cart(free_port()).unwrap();
+    let uf_port = user_function.port;
+    let mut service = Service::with(user_function, &store, &[]).unwrap();
+    let mut cart = service.cart().await.unwrap();
+    let item = |product: &str, name_len: usize| AddLineItem {
+        user_id: "fat".into(),
+        product_id: product.into(),
+        name: "n".repeat(name_len),
+        quantity: 1,
+    };
+
+    // Two 3 MiB items and two small ones: four events, each fits.
+    for (product, len) in [("big1", 3 * MIB), ("big2", 3 * MIB), ("s1", 1), ("s2", 1)] {
+        cart.0.add_item(item(product, len)).await.unwrap();
+    }
+    // The fifth event comes with a snapshot of both big items: about 6 MiB.
+    let error = cart.0.add_item(item("s3", 1)).await.unwrap_err();
+    assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
+    assert!(
+        error.message().contains("maximum message size"),
+        "{error:?}"
+    );
+    // The cart is usable: removing a big item makes the snapshot fit again.
+    cart.0
+        .remove_item(RemoveLineItem {
+            user_id: "fat".into(),
+            product_id: "big1".into(),
+        })
+        .await
+        .unwrap();
+    cart.add("fat", "s4", 2).await.unwrap();
+    let expected = vec![
+        ("big2".to_owned(), 1),
+        ("s1".into(), 1),
+        ("s2".into(), 1),
+        ("s4".into(), 2),
+    ];
+    assert_eq!(cart.get("fat").await.unwrap(), expected);
+
+    // Over-size requests are refused as such, not as an outage.
+    let error = cart.0.add_item(item("huge", 5 * MIB)).await.unwrap_err();
+    assert_eq!(error.code(), Code::ResourceExhausted, "{error:?}");
+    // A key that fits in the request but not twice in the command sent to the user function.
+    let error = cart
+        .0
+        .get_cart(shopping_cart::proto::GetShoppingCart {
+            user_id: "k".repeat(3 * MIB),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::ResourceExhausted, "{error:?}");
+    assert!(
+        error.message().contains("maximum message size"),
+        "{error:?}"
+    );
+
+    // After a restart the cart recovers from what was stored: the snapshot of the remove and
+    // the event after it; nothing of the refused command.
+    service
+        .proxy
+        .process
+        .terminate(Duration::from_secs(10))
+        .unwrap();
+    let recovery = journal(dir.path(), "fat").await;
+    assert_eq!(recovery.last_sequence_nr(), 6);
+    assert_eq!(recovery.snapshot.map(|s| s.sequence_nr), Some(5));
+    let user_function = UserFunction {
+        process: service.user_function.process,
+        port: uf_port,
+    };
+    let service = Service::with(user_function, &store, &[]).unwrap();
+    let mut cart = service.cart().await.unwrap();
+    assert_eq!(cart.get("fat").await.unwrap(), expected);
+}

@@ -135,6 +135,41 @@ impl EntityContext {
         }
     }
 
+    /// Fails a command whose result, carried in a message of `size` bytes, the user function
+    /// could not be sent; `what` says what it is ("an event of Cart.AddItem").
+    pub fn check_result_size(
+        &self,
+        what: impl FnOnce() -> String,
+        size: usize,
+    ) -> Result<(), Error> {
+        let limit = self.shared.config.max_message_size;
+        if size <= limit {
+            return Ok(());
+        }
+        Err(Error::ResultTooLarge(format!(
+            "{} of entity {} would be {size} bytes in the message that sends it back to the \
+             user function, more than the maximum message size of {limit} bytes; nothing of the \
+             command was stored",
+            what(),
+            self.key.entity_id
+        )))
+    }
+
+    /// Fails the recovery of an entity whose stored state (`what`, `size` bytes in the message
+    /// that carries it) the user function cannot be sent under the configured limit.
+    pub fn check_stored_size(&self, what: &str, size: usize) -> Result<(), Error> {
+        let limit = self.shared.config.max_message_size;
+        if size <= limit {
+            return Ok(());
+        }
+        Err(Error::ResultTooLarge(format!(
+            "the stored {what} of entity {} is {size} bytes in the message that sends it to the \
+             user function, more than the maximum message size of {limit} bytes: raise the \
+             maximum message size of the proxy and the user function to serve this entity",
+            self.key
+        )))
+    }
+
     /// Reports that the user function broke the protocol (to it, and to the log) and returns
     /// the error that fails the command and restarts the entity.
     pub fn violation(&self, what: &str) -> Error {
@@ -393,7 +428,11 @@ impl<E: Entity> Registry<E> {
                 .map(|_| Err(Error::Timeout(self.shared.config.command_timeout)))
                 .collect(),
         };
-        if let Some(error) = results.iter().find_map(|result| result.as_ref().err()) {
+        if let Some(error) = results
+            .iter()
+            .filter_map(|result| result.as_ref().err())
+            .find(|error| error.restarts_entity())
+        {
             self.metrics.restarts.inc();
             tracing::debug!(service = %self.service.name, %error, "restarting entity after a failed command");
             entity.restart();

@@ -92,6 +92,22 @@ pub enum Error {
     /// The engine is stopping.
     #[error("the proxy is shutting down")]
     ShuttingDown,
+    /// A request larger than the maximum message size (with the envelope the protocol puts
+    /// around it). Nothing was sent to the user function.
+    #[error("{what} is {size} bytes, more than the maximum message size of {limit} bytes")]
+    RequestTooLarge {
+        /// What was too large.
+        what: String,
+        /// Its size in the message that would carry it.
+        size: usize,
+        /// The maximum message size.
+        limit: usize,
+    },
+    /// What a command produced (a reply, an event, a snapshot, a value) does not fit in a
+    /// message the user function can be sent (or sent the proxy). Nothing was stored; the
+    /// entity restarts from what was stored before.
+    #[error("{0}")]
+    ResultTooLarge(String),
     /// The user function's discovery answer cannot be served.
     #[error("invalid entity specification from the user function: {0}")]
     InvalidSpec(String),
@@ -109,16 +125,30 @@ impl Error {
                 Code::Internal
             }
             Error::EntityTerminated(_) | Error::ShuttingDown => Code::Unavailable,
+            Error::RequestTooLarge { .. } => Code::ResourceExhausted,
+            Error::ResultTooLarge(_) => Code::FailedPrecondition,
             Error::Timeout(_) => Code::DeadlineExceeded,
             Error::Overloaded { .. } => Code::ResourceExhausted,
             Error::Conflict(_) => Code::Aborted,
             Error::Store(StoreError::Conflict { .. }) => Code::Aborted,
-            Error::Store(_) => Code::Unavailable,
+            Error::Store(StoreError::InvalidWrite { .. }) => Code::Internal,
+            Error::Store(StoreError::Corrupt(_)) => Code::DataLoss,
+            Error::Store(StoreError::Unavailable(_)) => Code::Unavailable,
             Error::UnknownTarget { .. } | Error::ChainTooLong(_) | Error::InvalidSpec(_) => {
                 Code::Internal
             }
             Error::SideEffectFailed { source, .. } => source.code(),
         }
+    }
+
+    /// Whether the entity must restart after a command failed with this error: its stream or
+    /// the user function's state can no longer be trusted. A command refused before it was
+    /// sent leaves both as they were.
+    pub(crate) fn restarts_entity(&self) -> bool {
+        !matches!(
+            self,
+            Error::RequestTooLarge { .. } | Error::Overloaded { .. } | Error::ShuttingDown
+        )
     }
 
     /// The gRPC status a client sees for this error.

@@ -20,6 +20,7 @@ use cloudstate_store::{Event, Snapshot, StoreError};
 use crate::entity::{
     Action, Entity, EntityCommand, EntityContext, Outcome, fail_dependents, write_error,
 };
+use crate::limits;
 use crate::model::ServiceDef;
 use crate::stream::EntityStream;
 use crate::{Error, Shared};
@@ -76,12 +77,20 @@ impl Entity for EventSourcedEntity {
             match self.exchange(command).await {
                 Ok(reply) => {
                     let index = results.len();
-                    let (outcome, restart_asked) =
-                        self.complete(command, reply, index, &mut pending);
-                    results.push(Ok(outcome));
-                    if restart_asked {
-                        restart = true;
-                        break;
+                    match self.complete(command, reply, index, &mut pending) {
+                        Ok((outcome, restart_asked)) => {
+                            results.push(Ok(outcome));
+                            if restart_asked {
+                                restart = true;
+                                break;
+                            }
+                        }
+                        Err(error) => {
+                            // The user function applied events that are not stored.
+                            results.push(Err(error));
+                            restart = true;
+                            break;
+                        }
                     }
                 }
                 Err(error) => {
@@ -129,6 +138,16 @@ impl EventSourcedEntity {
             .await
             .map_err(Error::Store)?;
         let sequence_nr = recovery.last_sequence_nr();
+        let (service, entity_id) = (&self.ctx.service.name, &self.ctx.key.entity_id);
+        if let Some(snapshot) = &recovery.snapshot {
+            let size = limits::snapshot_init_len(service, entity_id, &snapshot.payload);
+            self.ctx.check_stored_size("snapshot", size)?;
+        }
+        for event in &recovery.events {
+            let size = limits::event_len(&event.payload);
+            self.ctx
+                .check_stored_size(&format!("event {}", event.sequence_nr), size)?;
+        }
         let mut client = self.ctx.shared.user_function.event_sourced();
         let stream = Stream::open(|outbound| async move { client.handle(outbound).await });
         stream.send(message(event_sourced_stream_in::Message::Init(
@@ -187,14 +206,15 @@ impl EventSourcedEntity {
 
     /// Turns the batch's reply number `index` into its outcome, adding its events (numbered
     /// after those already pending) to `pending`. Returns whether the user function asked for a
-    /// restart.
+    /// restart. Fails, adding nothing, if an event or the snapshot could not be sent back to
+    /// the user function at recovery.
     fn complete(
         &self,
         command: &EntityCommand,
         reply: EventSourcedReply,
         index: usize,
         pending: &mut Pending,
-    ) -> (Outcome, bool) {
+    ) -> Result<(Outcome, bool), Error> {
         let EventSourcedReply {
             client_action,
             side_effects,
@@ -220,8 +240,9 @@ impl EventSourcedEntity {
                 action,
                 side_effects: Vec::new(),
             };
-            return (outcome, restart);
+            return Ok((outcome, restart));
         }
+        self.check_sizes(command, &events, snapshot.as_ref())?;
         if !events.is_empty() {
             let sequence_nr = self.stream.as_ref().map_or(0, |(_, n)| *n);
             pending.add(index, sequence_nr, events, snapshot);
@@ -230,7 +251,33 @@ impl EventSourcedEntity {
             action,
             side_effects,
         };
-        (outcome, false)
+        Ok((outcome, false))
+    }
+
+    /// Checks that each event, and the snapshot, of a reply to `command` fits in the message
+    /// that will carry it back to the user function at recovery.
+    fn check_sizes(
+        &self,
+        command: &EntityCommand,
+        events: &[Any],
+        snapshot: Option<&Any>,
+    ) -> Result<(), Error> {
+        let method = || command.method.display_name();
+        for event in events {
+            let size = limits::event_len(event);
+            self.ctx
+                .check_result_size(|| format!("an event of {}", method()), size)?;
+        }
+        if let Some(snapshot) = snapshot {
+            let size = limits::snapshot_init_len(
+                &self.ctx.service.name,
+                &self.ctx.key.entity_id,
+                snapshot,
+            );
+            self.ctx
+                .check_result_size(|| format!("the snapshot of {}", method()), size)?;
+        }
+        Ok(())
     }
 
     /// Appends the pending events (and the latest snapshot) to the journal, if there are any.

@@ -16,6 +16,7 @@ mod crdt;
 mod entity;
 mod error;
 mod eventsourced;
+mod limits;
 mod metrics;
 pub mod model;
 pub mod payload;
@@ -62,6 +63,11 @@ pub struct EngineConfig {
     pub mailbox_capacity: usize,
     /// Longest chain of forwards and side effects one client call may cause.
     pub max_chain_length: u32,
+    /// Largest message, in bytes, exchanged with clients and the user function (see
+    /// [`cloudstate_protocol::DEFAULT_MAX_MESSAGE_SIZE`]). A command whose request, or whose
+    /// events, snapshot or value, would not fit in such a message is refused, and nothing of it
+    /// is stored.
+    pub max_message_size: usize,
 }
 
 impl Default for EngineConfig {
@@ -71,6 +77,7 @@ impl Default for EngineConfig {
             passivation_timeout: Duration::from_secs(30),
             mailbox_capacity: 1000,
             max_chain_length: 32,
+            max_message_size: cloudstate_protocol::DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
 }
@@ -207,6 +214,11 @@ impl Engine {
     /// The connection to the user function.
     pub fn user_function(&self) -> &UserFunction {
         &self.inner.shared.user_function
+    }
+
+    /// The largest message, in bytes, the engine accepts and sends.
+    pub fn max_message_size(&self) -> usize {
+        self.inner.shared.config.max_message_size
     }
 
     /// The route for a gRPC path (`/<service>/<method>`).
@@ -406,6 +418,14 @@ impl Engine {
         let outcome = match &route.target {
             Target::Action => {
                 payload::check_message(&method.input, &payload).map_err(Error::InvalidPayload)?;
+                let size = limits::action_command_len(
+                    &method.service.name,
+                    &method.name,
+                    &method.input_type_url,
+                    payload.len(),
+                    prost::Message::encoded_len(&metadata),
+                );
+                self.check_request_size(method, size)?;
                 let shared = &self.inner.shared;
                 let call = shared
                     .metrics
@@ -435,6 +455,13 @@ impl Engine {
         stream: Option<mpsc::Sender<Outcome>>,
     ) -> Result<oneshot::Receiver<Result<Outcome, Error>>, Error> {
         let entity_id = self.entity_id(method, &payload)?;
+        let size = limits::command_len(
+            &entity_id,
+            &method.name,
+            &method.input_type_url,
+            payload.len(),
+        );
+        self.check_request_size(method, size)?;
         let (reply, outcome) = oneshot::channel();
         let command = EntityCommand {
             method: method.clone(),
@@ -445,6 +472,20 @@ impl Engine {
         };
         registry.dispatch(&entity_id, command)?;
         Ok(outcome)
+    }
+
+    /// Refuses a command whose message to the user function (`size` bytes) would exceed the
+    /// maximum message size.
+    fn check_request_size(&self, method: &MethodDef, size: usize) -> Result<(), Error> {
+        let limit = self.inner.shared.config.max_message_size;
+        if size > limit {
+            return Err(Error::RequestTooLarge {
+                what: format!("the command to {} with its envelope", method.display_name()),
+                size,
+                limit,
+            });
+        }
+        Ok(())
     }
 
     /// Checks a stateful method's request and reads its entity key.

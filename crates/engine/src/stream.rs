@@ -91,7 +91,24 @@ impl<In: Send + 'static, Out: Send + 'static> EntityStream<In, Out> {
     }
 }
 
+/// What a failed stream means for the command in flight. A message too large for the
+/// receiving side (the proxy's decoder or the user function's) is a permanent failure of what
+/// the command produced, not an outage.
 fn terminated(status: Status) -> Error {
+    // tonic says OUT_OF_RANGE ("... message length too large"), other gRPC implementations
+    // RESOURCE_EXHAUSTED.
+    let too_large = match status.code() {
+        tonic::Code::ResourceExhausted => true,
+        tonic::Code::OutOfRange => status.message().contains("message length too large"),
+        _ => false,
+    };
+    if too_large {
+        return Error::ResultTooLarge(format!(
+            "a message between the proxy and the user function exceeded the maximum message \
+             size: {}; nothing of the command was stored",
+            status.message()
+        ));
+    }
     Error::EntityTerminated(format!(
         "stream to the user function failed: {} ({:?})",
         status.message(),

@@ -12,9 +12,6 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::model::EntityKind;
 
-/// Largest message the proxy accepts from the user function.
-const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
-
 /// One HTTP/2 connection to the user function, shared by every entity stream and call.
 ///
 /// Connects lazily and reconnects by itself after the user function restarts.
@@ -22,11 +19,18 @@ const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 pub struct UserFunction {
     channel: Channel,
     address: String,
+    /// Largest message accepted from the user function (and sent to it).
+    max_message_size: usize,
 }
 
 impl UserFunction {
-    /// A connection to the user function at `host:port` (plaintext HTTP/2).
-    pub fn new(host: &str, port: u16) -> Result<Self, tonic::transport::Error> {
+    /// A connection to the user function at `host:port` (plaintext HTTP/2), exchanging messages
+    /// of at most `max_message_size` bytes.
+    pub fn new(
+        host: &str,
+        port: u16,
+        max_message_size: usize,
+    ) -> Result<Self, tonic::transport::Error> {
         let address = format!("{host}:{port}");
         let channel = Endpoint::from_shared(format!("http://{address}"))?
             .tcp_nodelay(true)
@@ -36,7 +40,11 @@ impl UserFunction {
             .initial_connection_window_size(4 * 1024 * 1024)
             .initial_stream_window_size(1024 * 1024)
             .connect_lazy();
-        Ok(UserFunction { channel, address })
+        Ok(UserFunction {
+            channel,
+            address,
+            max_message_size,
+        })
     }
 
     /// `host:port` of the user function.
@@ -53,26 +61,36 @@ impl UserFunction {
 
     /// A client of the event sourced protocol.
     pub fn event_sourced(&self) -> EventSourcedClient<Channel> {
-        EventSourcedClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE)
+        EventSourcedClient::new(self.channel.clone())
+            .max_decoding_message_size(self.max_message_size)
+            .max_encoding_message_size(self.max_message_size)
     }
 
     /// A client of the value entity protocol.
     pub fn value_entity(&self) -> ValueEntityClient<Channel> {
-        ValueEntityClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE)
+        ValueEntityClient::new(self.channel.clone())
+            .max_decoding_message_size(self.max_message_size)
+            .max_encoding_message_size(self.max_message_size)
     }
 
     /// A client of the CRDT protocol.
     pub fn crdt(&self) -> CrdtClient<Channel> {
-        CrdtClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE)
+        CrdtClient::new(self.channel.clone())
+            .max_decoding_message_size(self.max_message_size)
+            .max_encoding_message_size(self.max_message_size)
     }
 
     /// A client of the action protocol.
     pub fn action(&self) -> ActionProtocolClient<Channel> {
-        ActionProtocolClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE)
+        ActionProtocolClient::new(self.channel.clone())
+            .max_decoding_message_size(self.max_message_size)
+            .max_encoding_message_size(self.max_message_size)
     }
 
     fn discovery(&self) -> EntityDiscoveryClient<Channel> {
-        EntityDiscoveryClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE)
+        EntityDiscoveryClient::new(self.channel.clone())
+            .max_decoding_message_size(self.max_message_size)
+            .max_encoding_message_size(self.max_message_size)
     }
 
     /// Calls `discover` once.

@@ -18,6 +18,7 @@ use cloudstate_store::{StoreError, ValueWrite};
 use crate::entity::{
     Action, Entity, EntityCommand, EntityContext, Outcome, fail_dependents, write_error,
 };
+use crate::limits;
 use crate::model::ServiceDef;
 use crate::stream::EntityStream;
 use crate::{Error, Shared};
@@ -68,16 +69,24 @@ impl Entity for ValueEntity {
         let mut results = Vec::with_capacity(commands.len());
         let mut pending = None;
         let mut first_dependent = None;
+        let mut restart = false;
         for command in commands {
             match self.exchange(command).await {
-                Ok(reply) => {
-                    let (outcome, write) = self.complete(command, reply);
-                    if write.is_some() {
-                        pending = write;
-                        first_dependent.get_or_insert(results.len());
+                Ok(reply) => match self.complete(command, reply) {
+                    Ok((outcome, write)) => {
+                        if write.is_some() {
+                            pending = write;
+                            first_dependent.get_or_insert(results.len());
+                        }
+                        results.push(Ok(outcome));
                     }
-                    results.push(Ok(outcome));
-                }
+                    Err(error) => {
+                        // The user function holds a value that is not stored.
+                        results.push(Err(error));
+                        restart = true;
+                        break;
+                    }
+                },
                 Err(error) => {
                     // The stream is broken: the rest of the batch waits for the restart.
                     results.push(Err(error));
@@ -90,6 +99,9 @@ impl Entity for ValueEntity {
         {
             let from = first_dependent.unwrap_or(0);
             fail_dependents(&mut results, from, || write_error(&self.ctx.key, &error));
+            restart = true;
+        }
+        if restart {
             Entity::restart(self);
         }
         results
@@ -125,6 +137,11 @@ impl ValueEntity {
             Some(value) => (value.version, Some(value.payload)),
             None => (0, None),
         };
+        if let Some(value) = &value {
+            let size =
+                limits::value_init_len(&self.ctx.service.name, &self.ctx.key.entity_id, value);
+            self.ctx.check_stored_size("value", size)?;
+        }
         let mut client = self.ctx.shared.user_function.value_entity();
         let stream = Stream::open(|outbound| async move { client.handle(outbound).await });
         // The state is always present, empty when nothing is stored (the original proxy's
@@ -172,12 +189,13 @@ impl ValueEntity {
         Ok(reply)
     }
 
-    /// Turns a reply into its outcome and the write of its state action, if any.
+    /// Turns a reply into its outcome and the write of its state action, if any. Fails if the
+    /// new value could not be sent back to the user function at recovery.
     fn complete(
         &self,
         command: &EntityCommand,
         reply: ValueEntityReply,
-    ) -> (Outcome, Option<ValueWrite>) {
+    ) -> Result<(Outcome, Option<ValueWrite>), Error> {
         let ValueEntityReply {
             client_action,
             side_effects,
@@ -191,11 +209,18 @@ impl ValueEntity {
                 action,
                 side_effects: Vec::new(),
             };
-            return (outcome, None);
+            return Ok((outcome, None));
         }
         let write = match state_action.and_then(|a| a.action) {
             Some(value_entity_action::Action::Update(update)) => {
-                Some(ValueWrite::Update(update.value.unwrap_or_default()))
+                let value = update.value.unwrap_or_default();
+                let size =
+                    limits::value_init_len(&self.ctx.service.name, &self.ctx.key.entity_id, &value);
+                self.ctx.check_result_size(
+                    || format!("the value of {}", command.method.display_name()),
+                    size,
+                )?;
+                Some(ValueWrite::Update(value))
             }
             Some(value_entity_action::Action::Delete(_)) => Some(ValueWrite::Delete),
             None => None,
@@ -204,7 +229,7 @@ impl ValueEntity {
             action,
             side_effects,
         };
-        (outcome, write)
+        Ok((outcome, write))
     }
 
     /// Writes the value, conditional on the version this entity loaded or last wrote.

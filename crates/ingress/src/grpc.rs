@@ -17,9 +17,6 @@ use crate::reflection::ProxyService;
 use tonic_health::pb::health_server::HealthServer;
 use tower::util::BoxCloneSyncService;
 
-/// Largest request message (and HTTP request body) the proxy accepts.
-pub(crate) const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
-
 /// A codec that moves message bytes in and out of gRPC frames without decoding them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BytesCodec;
@@ -96,7 +93,10 @@ pub async fn serve(State(state): State<IngressState>, request: Request) -> Respo
         method.descriptor.is_client_streaming(),
         method.descriptor.is_server_streaming(),
     );
-    let mut grpc = tonic::server::Grpc::new(BytesCodec).max_decoding_message_size(MAX_MESSAGE_SIZE);
+    let limit = engine.max_message_size();
+    let mut grpc = tonic::server::Grpc::new(BytesCodec)
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
     let (engine, route) = (engine.clone(), route.clone());
     let response = match streaming {
         (false, false) => {
@@ -119,7 +119,7 @@ pub async fn serve(State(state): State<IngressState>, request: Request) -> Respo
         }
         (true, false) => {
             let call = tower::service_fn(move |request: tonic::Request<Streaming<Bytes>>| {
-                let requests = Box::pin(request.into_inner());
+                let requests = Box::pin(request.into_inner().map(|r| r.map_err(too_large)));
                 let mut replies = engine.call_streaming(&route, metadata.clone(), requests);
                 let method = route.method().display_name();
                 async move {
@@ -134,14 +134,41 @@ pub async fn serve(State(state): State<IngressState>, request: Request) -> Respo
         }
         (true, true) => {
             let call = tower::service_fn(move |request: tonic::Request<Streaming<Bytes>>| {
-                let requests = Box::pin(request.into_inner());
+                let requests = Box::pin(request.into_inner().map(|r| r.map_err(too_large)));
                 let replies = engine.call_streaming(&route, metadata.clone(), requests);
                 async move { Ok::<_, Status>(tonic::Response::new(statuses(replies))) }
             });
             grpc.streaming(call, request).await
         }
     };
-    response.map(Body::new)
+    // A unary or server-streaming request that tonic refused to decode was answered with its
+    // status in the headers.
+    let response = response.map(Body::new);
+    match Status::from_header_map(response.headers()) {
+        Some(status) if is_too_large(&status) => status_response(too_large(status)),
+        _ => response,
+    }
+}
+
+/// Whether tonic refused a request message for its size (it says OUT_OF_RANGE).
+fn is_too_large(status: &Status) -> bool {
+    status.code() == tonic::Code::OutOfRange
+        && status
+            .message()
+            .starts_with("Error, decoded message length too large")
+}
+
+/// A request message over the maximum message size is RESOURCE_EXHAUSTED, as gRPC's own
+/// implementations say it.
+fn too_large(status: Status) -> Status {
+    if is_too_large(&status) {
+        Status::resource_exhausted(format!(
+            "the request message is larger than the maximum message size: {}",
+            status.message()
+        ))
+    } else {
+        status
+    }
 }
 
 /// The proxy's own gRPC service at `path`, if it is one: health (always), reflection (once

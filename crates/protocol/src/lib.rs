@@ -49,6 +49,13 @@ pub const PROTOCOL_MAJOR_VERSION: i32 = 0;
 /// The protocol version this implementation speaks.
 pub const PROTOCOL_MINOR_VERSION: i32 = 2;
 
+/// The default largest message, in bytes, that the proxy and a user function exchange (and that
+/// the proxy accepts from clients): gRPC's own default receive limit, so that user functions
+/// written with any support library accept whatever the proxy sends them. The proxy's
+/// `--max-message-size` and the SDK's `Server::max_message_size` change it; both sides must
+/// agree (see docs/protocol.md, "Message sizes").
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
 /// Entity type names, as they appear in `Entity.entity_type` and `ProxyInfo.supported_entity_types`.
 pub mod entity_type {
     /// `cloudstate.eventsourced.EventSourced`.

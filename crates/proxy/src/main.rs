@@ -97,8 +97,13 @@ async fn run(config: Config, autoscaler: Option<Settings>) -> anyhow::Result<()>
     };
 
     let options = &config.user_function;
-    let user_function = UserFunction::new(&options.user_function_host, options.user_function_port)
-        .context("invalid user function address")?;
+    let engine_config = config.engine.engine_config();
+    let user_function = UserFunction::new(
+        &options.user_function_host,
+        options.user_function_port,
+        engine_config.max_message_size,
+    )
+    .context("invalid user function address")?;
     let discovery = user_function.discover_with_retry(
         Duration::from_millis(100),
         options.discovery_max_backoff.into(),
@@ -130,13 +135,7 @@ async fn run(config: Config, autoscaler: Option<Settings>) -> anyhow::Result<()>
         );
     }
     let load = metrics.clone();
-    let engine = Engine::new(
-        model,
-        store,
-        user_function,
-        config.engine.engine_config(),
-        metrics,
-    );
+    let engine = Engine::new(model, store, user_function, engine_config, metrics);
     ingress.set_engine(engine.clone())?;
     tracing::info!("ready");
     let autoscaler_tasks = match (autoscaler, autoscaler_metrics) {

@@ -83,6 +83,7 @@ pub struct Server {
     service_name: String,
     service_version: String,
     max_concurrent_streams: u32,
+    max_message_size: usize,
 }
 
 impl Server {
@@ -105,6 +106,7 @@ impl Server {
             service_name: String::new(),
             service_version: String::new(),
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_message_size: protocol::DEFAULT_MAX_MESSAGE_SIZE,
         })
     }
 
@@ -169,6 +171,15 @@ impl Server {
         self.serve(addr).await
     }
 
+    /// Sets the largest message, in bytes, the server accepts from the proxy and sends it
+    /// (default [`protocol::DEFAULT_MAX_MESSAGE_SIZE`], 4 MiB). It must be at least the proxy's
+    /// `--max-message-size`, or the proxy could send an event, snapshot or value that this
+    /// server refuses. A reply larger than this fails its command; nothing of it is stored.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
     /// Binds `addr` and serves until Ctrl-C or SIGTERM, then finishes open calls.
     ///
     /// # Errors
@@ -200,6 +211,7 @@ impl Server {
             service_name,
             service_version,
             max_concurrent_streams,
+            max_message_size: limit,
         } = self;
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, services = services.specs().len(), "serving the Cloudstate protocol");
@@ -226,19 +238,39 @@ impl Server {
         } = services;
         tonic::transport::Server::builder()
             .max_concurrent_streams(max_concurrent_streams)
-            .add_service(EntityDiscoveryServer::new(Discovery { spec }))
-            .add_service(EventSourcedServer::new(EventSourcedService {
-                entities: Arc::new(event_sourced),
-            }))
-            .add_service(ValueEntityServer::new(ValueService {
-                entities: Arc::new(value),
-            }))
-            .add_service(CrdtServer::new(CrdtService {
-                entities: Arc::new(crdt),
-            }))
-            .add_service(ActionProtocolServer::new(ActionProtocolService {
-                actions: Arc::new(actions),
-            }))
+            .add_service(
+                EntityDiscoveryServer::new(Discovery { spec })
+                    .max_decoding_message_size(limit)
+                    .max_encoding_message_size(limit),
+            )
+            .add_service(
+                EventSourcedServer::new(EventSourcedService {
+                    entities: Arc::new(event_sourced),
+                })
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            )
+            .add_service(
+                ValueEntityServer::new(ValueService {
+                    entities: Arc::new(value),
+                })
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            )
+            .add_service(
+                CrdtServer::new(CrdtService {
+                    entities: Arc::new(crdt),
+                })
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            )
+            .add_service(
+                ActionProtocolServer::new(ActionProtocolService {
+                    actions: Arc::new(actions),
+                })
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            )
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
                 shutdown,

@@ -140,9 +140,11 @@ impl<P: EntityProtocol> Stream for EntityStream<P> {
             let message = match ready!(Pin::new(&mut this.input).poll_next(cx)) {
                 Some(Ok(message)) => P::message(message),
                 Some(Err(status)) => {
-                    tracing::debug!(entity = %this.entity, %status, "the proxy's stream failed");
+                    // Passed on, so the proxy learns why (e.g. a message over the size limit)
+                    // instead of seeing a clean end of stream.
+                    tracing::warn!(entity = %this.entity, %status, "the proxy's stream failed");
                     this.phase = Phase::Done;
-                    return Poll::Ready(None);
+                    return Poll::Ready(Some(Err(status)));
                 }
                 None => {
                     this.phase = Phase::Done;

@@ -32,7 +32,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
-use crate::grpc::{self, MAX_MESSAGE_SIZE};
+use crate::grpc;
 use crate::{Error, IngressState};
 use router::Router;
 use rules::{Binding, Body as BodyRule, Output};
@@ -88,9 +88,10 @@ impl HttpApi {
             BodyRule::None => Bytes::new(),
             BodyRule::Whole | BodyRule::Field(_) => {
                 check_content_type(&parts.headers)?;
-                axum::body::to_bytes(body, MAX_MESSAGE_SIZE)
+                let limit = self.engine.max_message_size();
+                axum::body::to_bytes(body, limit)
                     .await
-                    .map_err(|error| body_error(&error))?
+                    .map_err(|error| body_error(&error, limit))?
             }
         };
         let payload = request_bytes(binding, &body, parts.uri.query(), &found.captures)?;
@@ -150,11 +151,11 @@ fn check_content_type(headers: &http::HeaderMap) -> Result<(), Error> {
 }
 
 /// What reading the request body failed with: too large, or the client went away.
-fn body_error(error: &axum::Error) -> Error {
+fn body_error(error: &axum::Error, limit: usize) -> Error {
     let too_large = std::error::Error::source(error)
         .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
     if too_large {
-        Error::PayloadTooLarge(MAX_MESSAGE_SIZE)
+        Error::PayloadTooLarge(limit)
     } else {
         Error::BadRequest(format!("reading the request body failed: {error}"))
     }
@@ -348,7 +349,10 @@ impl Error {
     pub fn http_status(&self) -> StatusCode {
         match self {
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::PayloadTooLarge(_)
+            | Error::Call(cloudstate_engine::Error::RequestTooLarge { .. }) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             other => http_status(other.code()),
         }
@@ -581,7 +585,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(
-            body_error(&error).http_status(),
+            body_error(&error, 10).http_status(),
             StatusCode::PAYLOAD_TOO_LARGE
         );
     }

@@ -3,7 +3,7 @@
 use clap::Args;
 use cloudstate_engine::EngineConfig;
 
-use super::HumanDuration;
+use super::{ByteSize, HumanDuration};
 
 /// The engine's settings; defaults are [`EngineConfig::default`]'s.
 #[derive(Debug, Args)]
@@ -30,6 +30,14 @@ pub struct EngineOptions {
     /// Longest chain of forwards and side effects one call may cause.
     #[arg(long, env = "MAX_CHAIN_LENGTH", default_value_t = EngineConfig::default().max_chain_length)]
     max_chain_length: u32,
+
+    /// Largest message exchanged with clients and with the user function, in bytes or with a
+    /// unit (`4MiB`): larger requests are refused (`RESOURCE_EXHAUSTED`, HTTP 413), and so is a
+    /// command whose reply, event, snapshot or value the user function could not be sent back
+    /// (`FAILED_PRECONDITION`, nothing stored). The user function must accept messages of this
+    /// size (gRPC's default is 4MiB; the Rust SDK's `Server::max_message_size`).
+    #[arg(long, env = "MAX_MESSAGE_SIZE", default_value_t = ByteSize(EngineConfig::default().max_message_size))]
+    max_message_size: ByteSize,
 }
 
 impl EngineOptions {
@@ -40,6 +48,7 @@ impl EngineOptions {
             passivation_timeout: self.passivation_timeout.into(),
             mailbox_capacity: self.entity_mailbox_capacity as usize,
             max_chain_length: self.max_chain_length,
+            max_message_size: self.max_message_size.0,
         }
     }
 }

@@ -158,6 +158,52 @@ impl From<HumanDuration> for Duration {
     }
 }
 
+/// A size in bytes, written as a number of bytes or with a binary unit: `4194304`, `512KiB`,
+/// `4MiB`, `1GiB`; never zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        let text = value.trim();
+        let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let unit = match text[digits.len()..].to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "unknown unit `{other}` in `{value}`: write bytes, KiB, MiB or GiB"
+                ));
+            }
+        };
+        let number: usize = digits
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{value}` is not a size like 4194304, 512KiB or 4MiB"))?;
+        match number.checked_mul(unit) {
+            Some(0) => Err("must be larger than zero".into()),
+            Some(bytes) => Ok(ByteSize(bytes)),
+            None => Err(format!("`{value}` is too large")),
+        }
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.0;
+        for (unit, size) in [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if bytes >= size && bytes.is_multiple_of(size) {
+                return write!(f, "{}{unit}", bytes / size);
+            }
+        }
+        write!(f, "{bytes}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +283,7 @@ mod tests {
         assert_eq!(from_flags.passivation_timeout, engine.passivation_timeout);
         assert_eq!(from_flags.mailbox_capacity, engine.mailbox_capacity);
         assert_eq!(from_flags.max_chain_length, engine.max_chain_length);
+        assert_eq!(from_flags.max_message_size, engine.max_message_size);
         let postgres = cloudstate_store_postgres::PostgresOptions::default();
         let from_flags = config.store.postgres_options();
         assert_eq!(from_flags.pool_size, postgres.pool_size);
@@ -244,6 +291,28 @@ mod tests {
         assert_eq!(from_flags.connect_timeout, postgres.connect_timeout);
         assert_eq!(from_flags.acquire_timeout, postgres.acquire_timeout);
         assert_eq!(from_flags.statement_timeout, postgres.statement_timeout);
+    }
+
+    #[test]
+    fn sizes_are_read_in_bytes_or_binary_units() {
+        for (text, bytes) in [
+            ("4194304", 4 << 20),
+            ("4MiB", 4 << 20),
+            ("512KiB", 512 << 10),
+            ("1GiB", 1 << 30),
+            ("100b", 100),
+        ] {
+            assert_eq!(text.parse::<ByteSize>(), Ok(ByteSize(bytes)), "{text}");
+            assert_eq!(
+                ByteSize(bytes).to_string().parse::<ByteSize>(),
+                Ok(ByteSize(bytes))
+            );
+        }
+        for text in ["0", "4MB", "MiB", "-1", "99999999999999999999GiB"] {
+            assert!(text.parse::<ByteSize>().is_err(), "{text} was accepted");
+        }
+        let config = Config::try_parse_from(["p", "--max-message-size", "16MiB"]).unwrap();
+        assert_eq!(config.engine.engine_config().max_message_size, 16 << 20);
     }
 
     #[test]
