@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cloudstate_e2e::{Service, UserFunction};
+use cloudstate_e2e::{START_TIMEOUT, Service, UserFunction};
 use cloudstate_testutil::free_port;
 use counters::proto::crdt_example_client::CrdtExampleClient;
 use counters::proto::{Get, MutateSet, SomeValue, UpdateCounter};
@@ -120,6 +120,8 @@ async fn a_user_function_crash_ends_the_streams_and_the_entity_restarts() {
     // the crash, so the presence logic withdraws the vote no connection backs any more; a new
     // connection brings dee online again.
     let _user_function = UserFunction::presence(port).unwrap();
+    let mut proxy = proxy;
+    proxy.wait_ready(START_TIMEOUT).unwrap();
     let mut monitor = client
         .clone()
         .monitor(user("dee"))
@@ -212,12 +214,37 @@ async fn a_user_function_crash_restarts_the_entity_with_its_last_state() {
         .unwrap_err();
     assert_eq!(error.code(), tonic::Code::Unavailable, "{error:?}");
 
-    // The proxy owns the CRDT: the restarted entity gets it in its init.
+    // The proxy owns the CRDT: the restarted entity gets it in its init. Commands fail fast
+    // until the proxy knows the user function is back (readiness checks it).
     let _user_function = UserFunction::counters(port).unwrap();
+    let mut proxy = proxy;
+    proxy.wait_ready(START_TIMEOUT).unwrap();
     let value = client
         .get_pn_counter(Get { key: "k".into() })
         .await
         .unwrap();
     assert_eq!(value.into_inner().value, 7);
     assert_eq!(increment(&mut client, "k", 1).await, 8);
+}
+
+/// The known bug of issue 16: after the user function restarted, the first command to a CRDT
+/// entity that was active before failed. Its stream died while it was idle, so the command goes
+/// to a new stream and succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_function_restart_is_invisible_to_an_idle_crdt_entity() {
+    let port = free_port();
+    let service = Service::with(UserFunction::counters(port).unwrap(), "memory", &[]).unwrap();
+    let Service {
+        mut user_function,
+        proxy,
+    } = service;
+    let mut client = CrdtExampleClient::new(proxy.channel().await.unwrap());
+    assert_eq!(increment(&mut client, "idle", 3).await, 3);
+
+    user_function.process.kill();
+    let _user_function = tokio::task::spawn_blocking(move || UserFunction::counters(port))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(increment(&mut client, "idle", 1).await, 4);
 }

@@ -10,7 +10,7 @@ use cloudstate_e2e::proto::{
     BounceRequest, CounterId, FailRequest, FanOutRequest, IncrementRequest, LedgerId,
     RecordRequest, RepeatRequest, SlowRequest, Text,
 };
-use cloudstate_e2e::{Service, UserFunction};
+use cloudstate_e2e::{START_TIMEOUT, Service, UserFunction};
 use cloudstate_store::{EntityKey, Store};
 use cloudstate_store_embedded::EmbeddedStore;
 use cloudstate_testutil::{free_port, temp_dir};
@@ -277,8 +277,11 @@ async fn a_crash_during_a_synchronous_side_effect_fails_the_command() {
         .unwrap();
     assert_eq!(exit_code, Some(1), "the user function crashed");
 
-    // Once the user function is back, everything works again and nothing was lost.
+    // Once the user function is back (and the proxy knows), everything works again and
+    // nothing was lost.
     let _user_function = UserFunction::test_function(port).unwrap();
+    let mut proxy = proxy;
+    proxy.wait_ready(START_TIMEOUT).unwrap();
     let value = counter
         .increment(IncrementRequest {
             id: "c".into(),

@@ -46,7 +46,11 @@ fn command(
     }
 }
 
-fn call_failed(method: &MethodDef, status: Status) -> Error {
+/// A failed call; one the connection failed makes the user function's watcher check on it.
+fn call_failed(shared: &Shared, method: &MethodDef, status: Status) -> Error {
+    if status.code() == tonic::Code::Unavailable {
+        shared.user_function.connection_failed();
+    }
     Error::ActionCall {
         method: method.display_name(),
         status,
@@ -73,12 +77,13 @@ pub(crate) async fn unary(
     payload: Bytes,
     metadata: Metadata,
 ) -> Result<Outcome, Error> {
+    shared.user_function.check_up()?;
     let response = shared
         .user_function
         .action()
         .handle_unary(command(method, Some(payload), Some(metadata)))
         .await
-        .map_err(|status| call_failed(method, status))?;
+        .map_err(|status| call_failed(shared, method, status))?;
     Ok(outcome(shared, method, response.into_inner()))
 }
 
@@ -113,6 +118,7 @@ async fn run_streaming(
 ) -> Result<(), Error> {
     let method = &route.method;
     let shared = &engine.inner.shared;
+    shared.user_function.check_up()?;
     let mut client = shared.user_function.action();
     let client_streaming = method.descriptor.is_client_streaming();
     let server_streaming = method.descriptor.is_server_streaming();
@@ -122,12 +128,15 @@ async fn run_streaming(
         let Some(request) = requests.next().await else {
             return Err(Error::ProtocolViolation("no request message".into()));
         };
-        let request = request.map_err(|status| call_failed(method, status))?;
+        let request = request.map_err(|status| Error::ActionCall {
+            method: method.display_name(),
+            status,
+        })?;
         check(method, &request)?;
         let responses = client
             .handle_streamed_out(command(method, Some(request), Some(metadata)))
             .await
-            .map_err(|status| call_failed(method, status))?
+            .map_err(|status| call_failed(shared, method, status))?
             .into_inner();
         return forward_responses(engine, route, responses, replies).await;
     }
@@ -164,7 +173,7 @@ async fn run_streaming(
             Ok(responses) => {
                 forward_responses(engine, route, responses.into_inner(), replies).await
             }
-            Err(status) => Err(call_failed(method, status)),
+            Err(status) => Err(call_failed(shared, method, status)),
         }
     } else {
         match client.handle_streamed_in(outbound).await {
@@ -172,7 +181,7 @@ async fn run_streaming(
                 let outcome = outcome(shared, method, response.into_inner());
                 deliver(engine, route, outcome, replies).await.map(|_| ())
             }
-            Err(status) => Err(call_failed(method, status)),
+            Err(status) => Err(call_failed(shared, method, status)),
         }
     };
     pump.abort();
@@ -193,7 +202,9 @@ async fn forward_responses(
             // Stop as soon as the client is gone; dropping `responses` cancels the call.
             () = replies.closed() => return Ok(()),
         };
-        let Some(response) = response.map_err(|status| call_failed(&route.method, status))? else {
+        let response =
+            response.map_err(|status| call_failed(&engine.inner.shared, &route.method, status))?;
+        let Some(response) = response else {
             return Ok(());
         };
         let outcome = outcome(&engine.inner.shared, &route.method, response);

@@ -79,6 +79,14 @@ impl Entity for CrdtEntity {
     }
 
     async fn run(&mut self, command: &EntityCommand) -> Result<Outcome, Error> {
+        // A stream that died while the entity was idle (the user function restarted) never
+        // saw this command: it goes to a new one.
+        if let Some(stream) = self.stream.as_mut()
+            && stream.has_ended()
+        {
+            self.ctx.stream_ended_while_idle();
+            self.restart();
+        }
         if self.stream.is_none() {
             self.start()?;
         }
@@ -108,6 +116,10 @@ impl Entity for CrdtEntity {
         let outcome = self.complete(command, reply)?;
         self.push_changes()?;
         Ok(outcome)
+    }
+
+    fn command_id(&self) -> i64 {
+        self.stream.as_ref().map_or(0, EntityStream::command_id)
     }
 
     fn restart(&mut self) {
@@ -236,7 +248,9 @@ impl CrdtEntity {
     fn start(&mut self) -> Result<(), Error> {
         let state = self.states().get(&self.ctx.key).map(|state| state.clone());
         let mut client = self.ctx.shared.user_function.crdt();
-        let stream = Stream::open(|outbound| async move { client.handle(outbound).await });
+        let stream = Stream::open(&self.ctx.shared.user_function, |outbound| async move {
+            client.handle(outbound).await
+        })?;
         stream.send(message(crdt_stream_in::Message::Init(CrdtInit {
             service_name: self.ctx.service.name.clone(),
             entity_id: self.ctx.key.entity_id.to_string(),

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use tonic::Code;
 use tracing::Instrument;
 
+use crate::log_limit::LogLimit;
 use crate::metrics::EntityMetrics;
 use crate::model::{MethodDef, ServiceDef};
 use crate::{Error, Shared};
@@ -170,6 +171,22 @@ impl EntityContext {
         )))
     }
 
+    /// Notes that the entity's stream was found dead when a command arrived: the entity
+    /// restarts and the command goes to a new stream, unseen by the client.
+    pub fn stream_ended_while_idle(&self) {
+        static LIMIT: LogLimit = LogLimit::new();
+        if let Some(suppressed) = LIMIT.allow() {
+            tracing::warn!(
+                service = %self.service.name,
+                entity = %self.key.entity_id,
+                suppressed,
+                "the entity's stream to the user function ended while it was idle (did the user \
+                 function restart?); reopening it for the next command"
+            );
+        }
+        self.shared.user_function.connection_failed();
+    }
+
     /// Reports that the user function broke the protocol (to it, and to the log) and returns
     /// the error that fails the command and restarts the entity.
     pub fn violation(&self, what: &str) -> Error {
@@ -225,6 +242,9 @@ pub(crate) trait Entity: Send + Sized + 'static {
     ) -> impl Future<Output = Vec<Result<Outcome, Error>>> + Send {
         async move { vec![self.run(&commands[0]).await] }
     }
+
+    /// The id of the last command sent on the entity's current stream (0 if none), for logs.
+    fn command_id(&self) -> i64;
 
     /// Forgets the stream to the user function after a failed command; the next command
     /// recovers the entity from the store.
@@ -428,13 +448,28 @@ impl<E: Entity> Registry<E> {
                 .map(|_| Err(Error::Timeout(self.shared.config.command_timeout)))
                 .collect(),
         };
-        if let Some(error) = results
+        let failed = batch
             .iter()
-            .filter_map(|result| result.as_ref().err())
-            .find(|error| error.restarts_entity())
-        {
+            .zip(&results)
+            .find_map(|(command, result)| match result {
+                Err(error) if error.restarts_entity() => Some((command, error)),
+                _ => None,
+            });
+        if let Some((command, error)) = failed {
             self.metrics.restarts.inc();
-            tracing::debug!(service = %self.service.name, %error, "restarting entity after a failed command");
+            static LIMIT: LogLimit = LogLimit::new();
+            if let Some(suppressed) = LIMIT.allow() {
+                tracing::warn!(
+                    service = %self.service.name,
+                    entity = %entity_id,
+                    command = %command.method.name,
+                    command_id = entity.command_id(),
+                    code = ?error.code(),
+                    %error,
+                    suppressed,
+                    "command failed; restarting the entity from the store"
+                );
+            }
             entity.restart();
         }
         let ran = results.len();

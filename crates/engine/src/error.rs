@@ -89,6 +89,9 @@ pub enum Error {
         /// What the side effect failed with.
         source: Box<Error>,
     },
+    /// The user function does not accept connections; nothing was sent to it.
+    #[error("the user function at {0} is down (it does not accept connections); retry later")]
+    UserFunctionDown(String),
     /// The engine is stopping.
     #[error("the proxy is shutting down")]
     ShuttingDown,
@@ -124,7 +127,9 @@ impl Error {
             Error::EntityFailure(_) | Error::ProtocolViolation(_) | Error::NoReply(_) => {
                 Code::Internal
             }
-            Error::EntityTerminated(_) | Error::ShuttingDown => Code::Unavailable,
+            Error::EntityTerminated(_) | Error::ShuttingDown | Error::UserFunctionDown(_) => {
+                Code::Unavailable
+            }
             Error::RequestTooLarge { .. } => Code::ResourceExhausted,
             Error::ResultTooLarge(_) => Code::FailedPrecondition,
             Error::Timeout(_) => Code::DeadlineExceeded,
@@ -147,7 +152,10 @@ impl Error {
     pub(crate) fn restarts_entity(&self) -> bool {
         !matches!(
             self,
-            Error::RequestTooLarge { .. } | Error::Overloaded { .. } | Error::ShuttingDown
+            Error::RequestTooLarge { .. }
+                | Error::Overloaded { .. }
+                | Error::ShuttingDown
+                | Error::UserFunctionDown(_)
         )
     }
 

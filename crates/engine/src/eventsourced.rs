@@ -65,6 +65,14 @@ impl Entity for EventSourcedEntity {
     /// reply computed on top of the unwritten events fails with it (the user function's state
     /// included them), and the entity restarts.
     async fn run_batch(&mut self, commands: &[EntityCommand]) -> Vec<Result<Outcome, Error>> {
+        // A stream that died while the entity was idle (the user function restarted) never
+        // saw these commands: they go to a new one.
+        if let Some((stream, _)) = self.stream.as_mut()
+            && stream.has_ended()
+        {
+            self.ctx.stream_ended_while_idle();
+            Entity::restart(self);
+        }
         if self.stream.is_none()
             && let Err(error) = self.recover().await
         {
@@ -111,6 +119,12 @@ impl Entity for EventSourcedEntity {
         results
     }
 
+    fn command_id(&self) -> i64 {
+        self.stream
+            .as_ref()
+            .map_or(0, |(stream, _)| stream.command_id())
+    }
+
     fn restart(&mut self) {
         if let Some((stream, _)) = self.stream.take() {
             tokio::spawn(stream.close());
@@ -127,6 +141,8 @@ impl Entity for EventSourcedEntity {
 impl EventSourcedEntity {
     /// Loads the entity from the store and opens its stream: `init`, then the replay.
     async fn recover(&mut self) -> Result<(), Error> {
+        // Nothing to load for a user function that cannot be reached.
+        self.ctx.shared.user_function.check_up()?;
         let recovery = self
             .ctx
             .shared
@@ -149,7 +165,9 @@ impl EventSourcedEntity {
                 .check_stored_size(&format!("event {}", event.sequence_nr), size)?;
         }
         let mut client = self.ctx.shared.user_function.event_sourced();
-        let stream = Stream::open(|outbound| async move { client.handle(outbound).await });
+        let stream = Stream::open(&self.ctx.shared.user_function, |outbound| async move {
+            client.handle(outbound).await
+        })?;
         stream.send(message(event_sourced_stream_in::Message::Init(
             EventSourcedInit {
                 service_name: self.ctx.service.name.clone(),

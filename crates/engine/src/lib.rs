@@ -17,6 +17,7 @@ mod entity;
 mod error;
 mod eventsourced;
 mod limits;
+mod log_limit;
 mod metrics;
 pub mod model;
 pub mod payload;
@@ -152,6 +153,7 @@ impl Engine {
         config: EngineConfig,
         metrics: EngineMetrics,
     ) -> Self {
+        user_function.record_into(metrics.user_function_health());
         let (orphan_side_effects, mut orphans) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             store,
@@ -430,9 +432,20 @@ impl Engine {
                 let call = shared
                     .metrics
                     .user_function(action::unary(shared, method, payload, metadata));
-                return tokio::time::timeout_at(deadline, call).await.unwrap_or(Err(
-                    Error::Timeout(self.inner.shared.config.command_timeout),
-                ));
+                return tokio::time::timeout_at(deadline, call)
+                    .await
+                    .unwrap_or_else(|_| {
+                        static LIMIT: log_limit::LogLimit = log_limit::LogLimit::new();
+                        if let Some(suppressed) = LIMIT.allow() {
+                            tracing::warn!(
+                                service = %method.service.name,
+                                command = %method.name,
+                                suppressed,
+                                "action call timed out"
+                            );
+                        }
+                        Err(Error::Timeout(self.inner.shared.config.command_timeout))
+                    });
             }
             Target::EventSourced(registry) => {
                 self.dispatch(registry, method, payload, deadline, None)?

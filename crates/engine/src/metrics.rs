@@ -16,6 +16,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::log_limit::LogLimit;
+
 /// Labels of per-method metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodLabels {
@@ -60,6 +62,8 @@ pub struct EngineMetrics {
     store_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
     store_errors: Family<OperationLabels, Counter>,
     user_function_in_flight: Gauge,
+    user_function_up: Gauge,
+    user_function_losses: Counter,
     side_effect_failures: Counter,
     load: Arc<Load>,
 }
@@ -192,6 +196,8 @@ impl EngineMetrics {
             store_duration: Family::new_with_constructor(latency_histogram),
             store_errors: Family::default(),
             user_function_in_flight: Gauge::default(),
+            user_function_up: Gauge::default(),
+            user_function_losses: Counter::default(),
             side_effect_failures: Counter::default(),
             load: Arc::new(Load {
                 origin: Instant::now(),
@@ -248,6 +254,16 @@ impl EngineMetrics {
             metrics.user_function_in_flight.clone(),
         );
         registry.register(
+            "user_function_up",
+            "1 while the user function accepts connections, 0 while it is known to be down",
+            metrics.user_function_up.clone(),
+        );
+        registry.register(
+            "user_function_losses",
+            "Times the user function stopped accepting connections",
+            metrics.user_function_losses.clone(),
+        );
+        registry.register(
             "async_side_effect_failures",
             "Asynchronous side effects that failed",
             metrics.side_effect_failures.clone(),
@@ -288,7 +304,7 @@ impl EngineMetrics {
     }
 
     /// Times a store operation.
-    pub(crate) async fn store<T, E>(
+    pub(crate) async fn store<T, E: std::fmt::Display>(
         &self,
         operation: &'static str,
         work: impl Future<Output = Result<T, E>>,
@@ -302,8 +318,12 @@ impl EngineMetrics {
         self.store_duration
             .get_or_create(&labels)
             .observe(start.elapsed().as_secs_f64());
-        if result.is_err() {
+        if let Err(error) = &result {
             self.store_errors.get_or_create(&labels).inc();
+            static LIMIT: LogLimit = LogLimit::new();
+            if let Some(suppressed) = LIMIT.allow() {
+                tracing::error!(operation, %error, suppressed, "store operation failed");
+            }
         }
         result
     }
@@ -317,9 +337,37 @@ impl EngineMetrics {
         work.await
     }
 
+    /// The user function's reachability metrics.
+    pub(crate) fn user_function_health(&self) -> UserFunctionMetrics {
+        UserFunctionMetrics {
+            up: self.user_function_up.clone(),
+            losses: self.user_function_losses.clone(),
+        }
+    }
+
     /// Counts a failed asynchronous side effect.
     pub(crate) fn side_effect_failed(&self) {
         self.side_effect_failures.inc();
+    }
+}
+
+/// Whether the user function is reachable, and how often it was lost.
+#[derive(Clone, Debug)]
+pub(crate) struct UserFunctionMetrics {
+    up: Gauge,
+    losses: Counter,
+}
+
+impl UserFunctionMetrics {
+    /// Sets the up gauge.
+    pub fn set_up(&self, up: bool) {
+        self.up.set(i64::from(up));
+    }
+
+    /// Records the loss of the user function.
+    pub fn lost(&self) {
+        self.set_up(false);
+        self.losses.inc();
     }
 }
 

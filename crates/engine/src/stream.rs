@@ -4,11 +4,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Response, Status, Streaming};
 
-use crate::Error;
+use crate::{Error, UserFunction};
 
 type Opening<Out> = Pin<Box<dyn Future<Output = Result<Response<Streaming<Out>>, Status>> + Send>>;
 
@@ -19,8 +20,12 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct EntityStream<In, Out> {
     outbound: mpsc::UnboundedSender<In>,
     inbound: Inbound<Out>,
+    /// A message read by [`EntityStream::has_ended`], returned by the next `receive`.
+    peeked: Option<Out>,
     /// Id of the last command sent on this stream.
     command_id: i64,
+    /// Told when the stream fails, so it checks whether the user function is still there.
+    user_function: UserFunction,
 }
 
 /// The user function's side of the stream. It is opened without waiting for the response
@@ -35,16 +40,61 @@ enum Inbound<Out> {
 impl<In: Send + 'static, Out: Send + 'static> EntityStream<In, Out> {
     /// Starts a call: `open` receives the stream of outbound messages and returns the call's
     /// future (e.g. `client.handle(stream)`).
-    pub fn open<F>(open: impl FnOnce(UnboundedReceiverStream<In>) -> F) -> Self
+    /// Fails at once, opening nothing, while the user function is known to be down.
+    pub fn open<F>(
+        user_function: &UserFunction,
+        open: impl FnOnce(UnboundedReceiverStream<In>) -> F,
+    ) -> Result<Self, Error>
     where
         F: Future<Output = Result<Response<Streaming<Out>>, Status>> + Send + 'static,
     {
+        user_function.check_up()?;
         let (outbound, receiver) = mpsc::unbounded_channel();
-        EntityStream {
+        Ok(EntityStream {
             outbound,
             inbound: Inbound::Opening(Box::pin(open(UnboundedReceiverStream::new(receiver)))),
+            peeked: None,
             command_id: 0,
+            user_function: user_function.clone(),
+        })
+    }
+
+    /// Whether the stream is known, without waiting, to have ended: the user function's side
+    /// ended or failed, or the call is gone. A command written to such a stream could never be
+    /// answered; one not yet written may safely go to a new stream instead. A message already
+    /// waiting is kept for the next [`EntityStream::receive`].
+    pub fn has_ended(&mut self) -> bool {
+        if self.outbound.is_closed() {
+            return true;
         }
+        if self.peeked.is_some() {
+            return false;
+        }
+        if let Inbound::Opening(opening) = &mut self.inbound {
+            match opening.as_mut().now_or_never() {
+                None => return false,
+                Some(Err(_)) => return true,
+                Some(Ok(response)) => {
+                    self.inbound = Inbound::Open(Box::new(response.into_inner()));
+                }
+            }
+        }
+        let Inbound::Open(inbound) = &mut self.inbound else {
+            return false;
+        };
+        match inbound.message().now_or_never() {
+            None => false,
+            Some(Ok(Some(message))) => {
+                self.peeked = Some(message);
+                false
+            }
+            Some(Ok(None) | Err(_)) => true,
+        }
+    }
+
+    /// The id of the last command sent on this stream (0 before the first).
+    pub fn command_id(&self) -> i64 {
+        self.command_id
     }
 
     /// Queues a message for the user function.
@@ -62,6 +112,17 @@ impl<In: Send + 'static, Out: Send + 'static> EntityStream<In, Out> {
 
     /// The next message from the user function; an error if the stream ended or failed.
     pub async fn receive(&mut self) -> Result<Out, Error> {
+        if let Some(message) = self.peeked.take() {
+            return Ok(message);
+        }
+        let result = self.next().await;
+        if let Err(Error::EntityTerminated(_)) = &result {
+            self.user_function.connection_failed();
+        }
+        result
+    }
+
+    async fn next(&mut self) -> Result<Out, Error> {
         if let Inbound::Opening(opening) = &mut self.inbound {
             let response = opening.await.map_err(terminated)?;
             self.inbound = Inbound::Open(Box::new(response.into_inner()));

@@ -61,6 +61,14 @@ impl Entity for ValueEntity {
     /// update or delete) once, before any reply is released. Should that write fail, every
     /// reply from the first state change on fails with it, and the entity restarts.
     async fn run_batch(&mut self, commands: &[EntityCommand]) -> Vec<Result<Outcome, Error>> {
+        // A stream that died while the entity was idle (the user function restarted) never
+        // saw these commands: they go to a new one.
+        if let Some((stream, _)) = self.stream.as_mut()
+            && stream.has_ended()
+        {
+            self.ctx.stream_ended_while_idle();
+            Entity::restart(self);
+        }
         if self.stream.is_none()
             && let Err(error) = self.recover().await
         {
@@ -107,6 +115,12 @@ impl Entity for ValueEntity {
         results
     }
 
+    fn command_id(&self) -> i64 {
+        self.stream
+            .as_ref()
+            .map_or(0, |(stream, _)| stream.command_id())
+    }
+
     fn restart(&mut self) {
         if let Some((stream, _)) = self.stream.take() {
             tokio::spawn(stream.close());
@@ -123,6 +137,8 @@ impl Entity for ValueEntity {
 impl ValueEntity {
     /// Loads the value from the store and opens the stream with `init`.
     async fn recover(&mut self) -> Result<(), Error> {
+        // Nothing to load for a user function that cannot be reached.
+        self.ctx.shared.user_function.check_up()?;
         let stored = self
             .ctx
             .shared
@@ -143,7 +159,9 @@ impl ValueEntity {
             self.ctx.check_stored_size("value", size)?;
         }
         let mut client = self.ctx.shared.user_function.value_entity();
-        let stream = Stream::open(|outbound| async move { client.handle(outbound).await });
+        let stream = Stream::open(&self.ctx.shared.user_function, |outbound| async move {
+            client.handle(outbound).await
+        })?;
         // The state is always present, empty when nothing is stored (the original proxy's
         // behaviour, which support libraries' tests compare exactly).
         stream.send(message(value_entity_stream_in::Message::Init(

@@ -1,7 +1,7 @@
 //! Readiness, as `/ready` and as the gRPC health service (`grpc.health.v1.Health`).
 //!
 //! The proxy is ready when discovery succeeded, the store answers and the user function
-//! accepts connections. Every check asks all three afresh, so readiness turns false while the
+//! answers a gRPC call (so a frozen user function is not ready either). Every check asks all three afresh, so readiness turns false while the
 //! user function or the store is down and true again when it is back.
 
 use std::pin::Pin;
@@ -16,7 +16,7 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use crate::IngressState;
 
 /// How long a readiness check waits for the store or the user function.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often `Watch` re-checks readiness.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,14 +31,7 @@ pub(crate) async fn readiness(state: &IngressState) -> Result<(), String> {
         Ok(Err(error)) => return Err(error.to_string()),
         Err(_) => return Err("the store does not answer".into()),
     }
-    let user_function = engine.user_function();
-    if !user_function.is_reachable(CHECK_TIMEOUT).await {
-        return Err(format!(
-            "the user function at {} does not accept connections",
-            user_function.address()
-        ));
-    }
-    Ok(())
+    engine.user_function().probe(CHECK_TIMEOUT).await
 }
 
 /// The gRPC health service: the whole server (`""`) and every served service are `SERVING`

@@ -4,7 +4,7 @@
 //! endpoints over HTTP/1.1 or HTTP/2:
 //! - `/live`: 200 as soon as the process serves;
 //! - `/ready`: 200 while discovery has succeeded, the store answers and the user function
-//!   accepts connections, 503 otherwise (the gRPC health service says the same);
+//!   answers (a bounded gRPC probe), 503 otherwise (the gRPC health service says the same);
 //! - `/metrics`: the proxy's metrics in the Prometheus (OpenMetrics) text format;
 //! - anything with a gRPC content type: the method discovery declared at that path
 //!   ([`grpc`]), UNAVAILABLE until discovery is done, UNIMPLEMENTED for unknown paths; and the
