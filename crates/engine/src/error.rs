@@ -136,9 +136,14 @@ impl Error {
             Error::Overloaded { .. } => Code::ResourceExhausted,
             Error::Conflict(_) => Code::Aborted,
             Error::Store(StoreError::Conflict { .. }) => Code::Aborted,
-            Error::Store(StoreError::InvalidWrite { .. }) => Code::Internal,
+            Error::Store(StoreError::InvalidWrite { .. } | StoreError::ShardCount { .. }) => {
+                Code::Internal
+            }
             Error::Store(StoreError::Corrupt(_)) => Code::DataLoss,
-            Error::Store(StoreError::Unavailable(_)) => Code::Unavailable,
+            // The shard moved to another node: a retry goes there.
+            Error::Store(StoreError::Unavailable(_) | StoreError::Fenced { .. }) => {
+                Code::Unavailable
+            }
             Error::UnknownTarget { .. } | Error::ChainTooLong(_) | Error::InvalidSpec(_) => {
                 Code::Internal
             }
