@@ -15,6 +15,10 @@ pub const FORMAT_VERSION: u64 = 2;
 /// The key of [`FORMAT_VERSION`] in [`META`].
 pub(crate) const FORMAT_VERSION_KEY: &str = "format_version";
 
+/// The key in [`META`] of the probe write that proves the store writes again after a failure
+/// (its value: when, in seconds since the Unix epoch).
+pub(crate) const PROBE_KEY: &str = "probe";
+
 /// Key columns of [`JOURNAL`]: persistence id, entity id, sequence number.
 pub(crate) type JournalKey = (&'static str, &'static str, u64);
 /// Key columns of [`SNAPSHOTS`] and [`VALUES`]: persistence id, entity id.

@@ -19,6 +19,16 @@
 //! A write resolves only after its commit; if its future is dropped earlier, the write may or
 //! may not be stored.
 //!
+//! # Healing after an I/O error
+//! After a failed transaction (a full disk, an I/O error) redb refuses every later one until
+//! the database is opened again. So the writer thread then closes the database (once the reads
+//! in flight are done), opens it again (redb repairs it to its last commit: every acknowledged
+//! write is there) and commits a small probe write; while that fails it tries again, waiting
+//! from 100 ms up to 5 s between attempts. Until a probe commits the store is **broken**:
+//! writes fail at once with [`StoreError::Unavailable`] naming the cause, [`Store::ping`] fails
+//! (so the proxy is not ready), and reads fail only while the database is closed. The failure,
+//! the attempts (sparsely) and the recovery are logged.
+//!
 //! The store belongs to one process, so it keeps no shard leases and refuses fenced writes
 //! (a cluster needs PostgreSQL).
 //!
@@ -60,7 +70,7 @@ mod writer;
 
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex, RwLock},
 };
 
 use async_trait::async_trait;
@@ -132,7 +142,12 @@ pub enum Error {
 
 /// What the store's handle, its read tasks and its writer thread share.
 pub(crate) struct Shared {
-    db: Database,
+    /// The open database; `None` while the writer thread reopens it.
+    db: RwLock<Option<Arc<Database>>>,
+    /// Why the store cannot write, while it cannot (see "Healing" in the crate docs).
+    broken: Mutex<Option<String>>,
+    /// The database file.
+    path: PathBuf,
     /// The database file's path, for messages.
     location: String,
     /// Wakes readers of event logs after commits.
@@ -191,8 +206,10 @@ impl EmbeddedStore {
                 found,
             })?;
         let shared = Arc::new(Shared {
-            db,
+            db: RwLock::new(Some(Arc::new(db))),
+            broken: Mutex::new(None),
             location: path.display().to_string(),
+            path: path.clone(),
             watch: EventLogWatch::default(),
         });
         // Room for a few full batches: enough that a busy writer always has its next batch
@@ -214,6 +231,7 @@ impl EmbeddedStore {
     }
 
     async fn write(&self, key: &EntityKey, op: Op) -> Result<u64, StoreError> {
+        self.shared.check_writable()?;
         let (reply, answer) = oneshot::channel();
         let request = Request {
             key: key.clone(),
@@ -241,7 +259,8 @@ impl EmbeddedStore {
     ) -> Result<T, StoreError> {
         let shared = self.shared.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let transaction = shared.db.begin_read().map_err(Failure::from)?;
+            let db = shared.database().map_err(Failure::Refused)?;
+            let transaction = db.begin_read().map_err(Failure::from)?;
             read(&transaction, &shared.location)
         })
         .await
@@ -257,6 +276,36 @@ impl EmbeddedStore {
                 StoreError::Unavailable(format!("cannot read {}: {error}", self.shared.location))
             }
         })
+    }
+}
+
+impl Shared {
+    /// The open database; fails while the writer thread reopens it.
+    pub(crate) fn database(&self) -> Result<Arc<Database>, StoreError> {
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        db.clone().ok_or_else(|| {
+            StoreError::Unavailable(format!(
+                "{} is being reopened after a failed write",
+                self.location
+            ))
+        })
+    }
+
+    /// Fails while the store cannot write.
+    pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
+        match &*self.broken.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => Ok(()),
+            Some(cause) => Err(StoreError::Unavailable(format!(
+                "{} cannot write since: {cause}; nothing was written (the store is reopened \
+                 until a write succeeds)",
+                self.location
+            ))),
+        }
+    }
+
+    /// Records why the store cannot write (`None`: it can again).
+    pub(crate) fn set_broken(&self, cause: Option<String>) {
+        *self.broken.lock().unwrap_or_else(|e| e.into_inner()) = cause;
     }
 }
 
@@ -390,6 +439,7 @@ impl Store for EmbeddedStore {
                 self.shared.location
             )));
         }
+        self.shared.check_writable()?;
         self.read(|transaction, location| {
             let meta = transaction.open_table(META)?;
             match meta
@@ -446,11 +496,12 @@ impl EmbeddedLease {
     /// Runs `work` on the blocking pool with the database.
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Shared, &str) -> Result<T, redb::Error> + Send + 'static,
+        work: impl FnOnce(&Database, &str) -> Result<T, redb::Error> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (shared, consumer) = (self.shared.clone(), self.guard.consumer().to_owned());
-        let location = shared.location.clone();
-        tokio::task::spawn_blocking(move || work(&shared, &consumer))
+        let db = self.shared.database()?;
+        let consumer = self.guard.consumer().to_owned();
+        let location = self.shared.location.clone();
+        tokio::task::spawn_blocking(move || work(&db, &consumer))
             .await
             .map_err(|error| StoreError::Unavailable(format!("{location}: {error}")))?
             .map_err(|error| {
@@ -462,8 +513,8 @@ impl EmbeddedLease {
 #[async_trait]
 impl OffsetLease for EmbeddedLease {
     async fn position(&mut self) -> Result<Position, StoreError> {
-        self.blocking(|shared, consumer| {
-            let transaction = shared.db.begin_read()?;
+        self.blocking(|db, consumer| {
+            let transaction = db.begin_read()?;
             let positions = transaction.open_table(POSITIONS)?;
             Ok(positions
                 .get(consumer)?
@@ -477,8 +528,9 @@ impl OffsetLease for EmbeddedLease {
     }
 
     async fn save(&mut self, position: Position) -> Result<(), StoreError> {
-        self.blocking(move |shared, consumer| {
-            let transaction = shared.db.begin_write()?;
+        self.shared.check_writable()?;
+        self.blocking(move |db, consumer| {
+            let transaction = db.begin_write()?;
             transaction
                 .open_table(POSITIONS)?
                 .insert(consumer, (position.offset, position.generation))?;

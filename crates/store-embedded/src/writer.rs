@@ -1,17 +1,22 @@
 //! The writer thread: the only place that writes to the database, one group commit at a time.
 
-use std::{collections::HashMap, sync::Arc, thread::JoinHandle};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
 
 use cloudstate_store::{EntityKey, Event, Snapshot, StoreError, ValueWrite, check_append};
 use prost::Message;
-use redb::{Durability, ReadableTable, Table, WriteTransaction};
+use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     Shared,
     layout::{
-        self, EVENT_LOG, EVENT_LOG_HEADS, EntityColumns, Failure, JOURNAL, JournalKey, SNAPSHOTS,
-        VALUES,
+        self, EVENT_LOG, EVENT_LOG_HEADS, EntityColumns, Failure, JOURNAL, JournalKey, META,
+        SNAPSHOTS, VALUES,
     },
 };
 
@@ -79,12 +84,112 @@ fn run(shared: &Shared, mut requests: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        commit(shared, &mut batch);
+        if let Err(cause) = commit(shared, &mut batch) {
+            heal(shared, &mut requests, cause);
+        }
     }
 }
 
+/// The first wait between two attempts to reopen a broken database.
+const HEAL_DELAY_INITIAL: Duration = Duration::from_millis(100);
+
+/// The longest wait between two attempts to reopen a broken database.
+const HEAL_DELAY_MAX: Duration = Duration::from_secs(5);
+
+/// How long reopening waits for the reads in flight on the broken database to finish.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After a failed transaction: reopens the database until a probe write commits (see "Healing"
+/// in the crate docs). Writes queued meanwhile fail.
+fn heal(shared: &Shared, requests: &mut mpsc::Receiver<Request>, cause: String) {
+    let started = Instant::now();
+    tracing::error!(
+        store = %shared.location,
+        %cause,
+        "the store cannot write: reopening it until a write succeeds"
+    );
+    shared.set_broken(Some(cause));
+    let mut delay = HEAL_DELAY_INITIAL;
+    for attempt in 1u64.. {
+        match reopen(shared) {
+            Ok(()) => {
+                shared.set_broken(None);
+                tracing::warn!(
+                    store = %shared.location,
+                    attempts = attempt,
+                    broken_for = ?started.elapsed(),
+                    "the store writes again"
+                );
+                return;
+            }
+            Err(error) => {
+                // Attempts 1, 2, 4, 8, ...: a long outage logs a few lines, not one a second.
+                if attempt.is_power_of_two() {
+                    tracing::warn!(store = %shared.location, attempt, %error, "the store still cannot write");
+                }
+                shared.set_broken(Some(error));
+            }
+        }
+        // Writes that were queued before the store was marked broken.
+        while let Ok(request) = requests.try_recv() {
+            let _ = request.reply.send(shared.check_writable().map(|()| 0));
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(HEAL_DELAY_MAX);
+    }
+}
+
+/// Closes the database (waiting for reads in flight), opens it again, and commits a probe
+/// write. A database that opened but cannot write stays open for reads.
+fn reopen(shared: &Shared) -> Result<(), String> {
+    let taken = shared.db.write().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(mut db) = taken {
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        loop {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    drop(db);
+                    break;
+                }
+                Err(shared_db) if Instant::now() < deadline => {
+                    db = shared_db;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(shared_db) => {
+                    *shared.db.write().unwrap_or_else(|e| e.into_inner()) = Some(shared_db);
+                    return Err(format!(
+                        "reads of {} did not finish within {CLOSE_TIMEOUT:?}",
+                        shared.location
+                    ));
+                }
+            }
+        }
+    }
+    let db = Database::create(&shared.path)
+        .map_err(|error| format!("reopening {} failed: {error}", shared.location))?;
+    let probe = probe(&db);
+    *shared.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
+    probe.map_err(|error| format!("a probe write to {} failed: {error}", shared.location))
+}
+
+/// Commits one small write: proof that the database can write again.
+fn probe(db: &Database) -> Result<(), redb::Error> {
+    let mut transaction = db.begin_write()?;
+    transaction.set_durability(Durability::Immediate)?;
+    {
+        let mut meta = transaction.open_table(META)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        meta.insert(layout::PROBE_KEY, now)?;
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
 /// Applies `batch` in one transaction, commits it, and answers (and removes) every request.
-pub(crate) fn commit(shared: &Shared, batch: &mut Vec<Request>) {
+/// Fails, with what happened, if the transaction failed as a whole.
+pub(crate) fn commit(shared: &Shared, batch: &mut Vec<Request>) -> Result<(), String> {
     match apply(shared, batch) {
         Ok((outcomes, heads)) => {
             for (persistence_id, head) in heads {
@@ -94,6 +199,7 @@ pub(crate) fn commit(shared: &Shared, batch: &mut Vec<Request>) {
                 // The caller may have stopped waiting; its write stands all the same.
                 let _ = request.reply.send(outcome);
             }
+            Ok(())
         }
         Err(failure) => {
             let (location, writes) = (&shared.location, batch.len());
@@ -112,6 +218,7 @@ pub(crate) fn commit(shared: &Shared, batch: &mut Vec<Request>) {
                     .reply
                     .send(Err(StoreError::Unavailable(detail.clone())));
             }
+            Err(detail)
         }
     }
 }
@@ -138,8 +245,10 @@ struct Tables<'txn> {
 type Applied<'b> = (Vec<Result<u64, StoreError>>, HashMap<&'b str, u64>);
 
 fn apply<'b>(shared: &Shared, batch: &'b [Request]) -> Result<Applied<'b>, BatchFailure> {
-    let mut transaction = shared
-        .db
+    let db = shared.database().map_err(|error| {
+        BatchFailure::BeforeCommit(redb::Error::Io(std::io::Error::other(error.to_string())))
+    })?;
+    let mut transaction = db
         .begin_write()
         .map_err(|error| BatchFailure::BeforeCommit(error.into()))?;
     // The default already, but durability is this store's promise, so it is not left implicit.
@@ -344,7 +453,7 @@ mod tests {
                 (Request { key, op, reply }, answer)
             })
             .unzip();
-        commit(&store.shared, &mut batch);
+        commit(&store.shared, &mut batch).unwrap();
         assert!(batch.is_empty());
         let mut answers = answers.iter_mut().map(|answer| answer.try_recv().unwrap());
         assert_eq!(answers.next().unwrap().unwrap(), 2);
