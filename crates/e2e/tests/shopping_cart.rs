@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use cloudstate_e2e::{Library, Service, UserFunction, raw_call, scenarios};
+use cloudstate_e2e::{Library, START_TIMEOUT, Service, UserFunction, raw_call, scenarios};
 use cloudstate_store::{EntityKey, Store};
 use cloudstate_store_embedded::EmbeddedStore;
 use cloudstate_testutil::{free_port, temp_dir};
@@ -205,7 +205,10 @@ async fn the_proxy_waits_for_a_user_function_that_starts_later() {
         args: vec![],
     })
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy
+        .process
+        .wait_for_output("waiting for the user function", START_TIMEOUT)
+        .unwrap();
     assert_eq!(
         cloudstate_testutil::http_get_status(proxy.port, "/ready"),
         Some(503)
@@ -218,12 +221,6 @@ async fn the_proxy_waits_for_a_user_function_that_starts_later() {
     .await
     .unwrap_err();
     assert_eq!(error.code(), Code::Unavailable, "{error:?}");
-    assert!(
-        proxy
-            .process
-            .output()
-            .contains("waiting for the user function")
-    );
 
     let user_function = UserFunction::rust_cart(port).unwrap();
     proxy.wait_ready(Duration::from_secs(30)).unwrap();
@@ -238,18 +235,14 @@ async fn the_proxy_waits_for_a_user_function_that_starts_later() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_entities_are_passivated_and_reloaded() {
-    let service = Service::rust_cart("memory", &["--passivation-timeout", "200ms"]).unwrap();
+    let mut service = Service::rust_cart("memory", &["--passivation-timeout", "200ms"]).unwrap();
     let mut cart = service.cart().await.unwrap();
     cart.add("gina", "fig", 2).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(
-        service
-            .proxy
-            .process
-            .output()
-            .contains("passivating idle entity"),
-        "the entity should have been passivated"
-    );
+    service
+        .proxy
+        .process
+        .wait_for_output("passivating idle entity", START_TIMEOUT)
+        .unwrap();
     cart.add("gina", "fig", 1).await.unwrap();
     assert_eq!(cart.get("gina").await.unwrap(), vec![("fig".into(), 3)]);
 }

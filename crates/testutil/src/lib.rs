@@ -182,6 +182,15 @@ impl Process {
         }
     }
 
+    /// Waits until the process has printed `needle` (a log line), failing with its output
+    /// after `timeout` or if it exits.
+    pub fn wait_for_output(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<()> {
+        let log = self.log.clone();
+        self.wait_until(&format!("printing {needle:?}"), timeout, || {
+            std::fs::read_to_string(&log).is_ok_and(|output| output.contains(needle))
+        })
+    }
+
     /// Waits until the process accepts TCP connections on `port`.
     pub fn wait_for_port(&mut self, port: u16, timeout: Duration) -> anyhow::Result<()> {
         self.wait_until(&format!("listening on port {port}"), timeout, || {
