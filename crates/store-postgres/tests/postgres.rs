@@ -133,10 +133,8 @@ async fn a_database_with_a_newer_schema_is_refused() {
 async fn unusable_urls_and_options_are_refused_with_a_reason() {
     let port = cloudstate_testutil::free_port();
     // Nothing listens there: refused at once (the bound only catches a hang).
-    let connect = PostgresStore::connect(
-        &format!("postgres://postgres:secret@127.0.0.1:{port}/db"),
-        PostgresOptions::default(),
-    );
+    let url = format!("postgres://postgres:secret@127.0.0.1:{port}/db");
+    let connect = PostgresStore::connect(&url, PostgresOptions::default());
     let error = tokio::time::timeout(Duration::from_secs(60), connect)
         .await
         .expect("a refused connection fails instead of hanging")
