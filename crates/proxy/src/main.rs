@@ -4,8 +4,11 @@
 //! answer UNAVAILABLE until discovery is done), call discovery until the user function answers,
 //! check what it declared, then serve its methods. SIGINT/SIGTERM stop accepting connections
 //! and let in-flight calls finish.
+//!
+//! `cloudstate-proxy inspect ...` prints what a store holds instead (see `inspect.rs`).
 
 mod config;
+mod inspect;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +33,16 @@ use config::{Config, ConfigError, LogFormat, ScalerChoice, StoreConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|arg| arg == "inspect")
+    {
+        if let Err(error) = inspect::run(std::env::args_os().skip(1)).await {
+            eprintln!("error: {error:#}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let config = match Config::load(std::env::args_os()) {
         Ok(config) => config,
         Err(ConfigError::Invalid(error)) => error.exit(),

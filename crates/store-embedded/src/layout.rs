@@ -3,7 +3,10 @@
 
 use std::ops::Bound;
 
-use cloudstate_store::{Any, EntityKey, Event, LoggedEvent, Snapshot, StoreError, Value};
+use cloudstate_store::{
+    Any, EntityKey, EntitySummary, Event, LoggedEvent, Snapshot, StoreError, StoredEntity, Value,
+    merge_summaries,
+};
 use prost::Message;
 use redb::{ReadableTable, TableDefinition};
 
@@ -256,4 +259,60 @@ pub(crate) fn value(
 
 fn corrupt(detail: String) -> Failure {
     Failure::Refused(StoreError::Corrupt(detail))
+}
+
+/// Per entity of `persistence_id`: the last sequence number of its journal, the sequence number
+/// of its snapshot and the version of its value, merged and sorted by entity id.
+pub(crate) fn entity_summaries(
+    transaction: &redb::ReadTransaction,
+    persistence_id: &str,
+    location: &str,
+) -> Result<Vec<EntitySummary>, Failure> {
+    let journal = transaction.open_table(JOURNAL)?;
+    let mut journals: Vec<(String, u64)> = Vec::new();
+    for entry in journal.range::<(&str, &str, u64)>((persistence_id, "", 0)..)? {
+        let (stored_key, _) = entry?;
+        let (stored_persistence_id, entity_id, sequence_nr) = stored_key.value();
+        if stored_persistence_id != persistence_id {
+            break;
+        }
+        match journals.last_mut() {
+            Some((last_entity, last)) if last_entity == entity_id => *last = sequence_nr,
+            _ => journals.push((entity_id.to_owned(), sequence_nr)),
+        }
+    }
+    let numbers = |table: TableDefinition<EntityColumns, &[u8]>,
+                   what: &str|
+     -> Result<Vec<(String, u64)>, Failure> {
+        let table = transaction.open_table(table)?;
+        let mut found = Vec::new();
+        for entry in table.range::<(&str, &str)>((persistence_id, "")..)? {
+            let (stored_key, bytes) = entry?;
+            let (stored_persistence_id, entity_id) = stored_key.value();
+            if stored_persistence_id != persistence_id {
+                break;
+            }
+            let (number, _) = decode_numbered(bytes.value(), || {
+                format!("{what} of {persistence_id}|{entity_id} in {location}")
+            })?;
+            found.push((entity_id.to_owned(), number));
+        }
+        Ok(found)
+    };
+    let snapshots = numbers(SNAPSHOTS, "snapshot")?;
+    let values = numbers(VALUES, "value")?;
+    Ok(merge_summaries(journals, snapshots, values))
+}
+
+/// Everything stored for `key`: its snapshot, every event from the first, its value.
+pub(crate) fn stored_entity(
+    transaction: &redb::ReadTransaction,
+    key: &EntityKey,
+    location: &str,
+) -> Result<StoredEntity, Failure> {
+    Ok(StoredEntity {
+        snapshot: snapshot(&transaction.open_table(SNAPSHOTS)?, key, location)?,
+        events: events_after(&transaction.open_table(JOURNAL)?, key, 0, location)?,
+        value: value(&transaction.open_table(VALUES)?, key, location)?,
+    })
 }

@@ -65,6 +65,7 @@
 //! Opening a file with another format version fails. Bytes that do not decode are reported as
 //! [`StoreError::Corrupt`], naming the entity, the record and the file.
 
+mod inspect;
 mod layout;
 mod writer;
 
@@ -82,6 +83,7 @@ use cloudstate_store::{
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
+pub use inspect::ReadOnlyStore;
 pub use layout::FORMAT_VERSION;
 use layout::{EVENT_LOG, EVENT_LOG_HEADS, Failure, JOURNAL, META, POSITIONS, SNAPSHOTS, VALUES};
 use writer::{MAX_BATCH, Op, Request, WriterThread};
@@ -103,6 +105,19 @@ pub enum Error {
     /// Another process, or another store in this one, has the database open.
     #[error("the store {} is locked: another process (or another store in this process) has it open", path.display())]
     Locked {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// There is no store to open read-only ([`ReadOnlyStore::open`] creates none).
+    #[error("there is no store in {}: the file {} does not exist", path.parent().unwrap_or(path).display(), path.display())]
+    Missing {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The file was not closed cleanly (its process was killed) and must be repaired, which
+    /// only opening it to write does.
+    #[error("the store {} was not closed cleanly and needs a repair, which only a writer does: start the proxy on it once (or open it with EmbeddedStore::open)", path.display())]
+    NeedsRepair {
         /// The database file.
         path: PathBuf,
     },

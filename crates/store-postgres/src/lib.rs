@@ -98,6 +98,7 @@
 //! without extra round trips.
 
 mod connection;
+mod inspect;
 mod leases;
 mod schema;
 mod writer;

@@ -21,6 +21,9 @@
 //! - a consumer's position in an event log is stored durably, under a lease that one consumer
 //!   holds at a time.
 //!
+//! Every backend also implements [`Inspect`], read-only listings of what it holds for
+//! debugging (`cloudstate-proxy inspect`).
+//!
 //! # Shard leases and fencing (cluster mode)
 //! In a cluster every entity key belongs to one of a fixed number of shards, and each shard has
 //! at most one owner at a time, recorded by the store as a lease with an epoch
@@ -34,6 +37,7 @@
 //! fence and do no extra work.
 
 pub mod event_log;
+mod inspect;
 mod lease;
 mod memory;
 #[cfg(feature = "testsuite")]
@@ -45,6 +49,7 @@ use async_trait::async_trait;
 pub use cloudstate_protocol::Any;
 
 pub use event_log::{EventLogWatch, LoggedEvent, OffsetLease, Position};
+pub use inspect::{EntitySummary, Inspect, StoredEntity, merge_summaries};
 pub use lease::{Clock, Fence, Lease, ShardId, ShardLeases, SystemClock};
 pub use memory::MemoryStore;
 

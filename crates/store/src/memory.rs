@@ -8,9 +8,9 @@ use dashmap::{DashMap, mapref::entry::Entry};
 
 use crate::event_log::{LocalLeaseGuard, LocalLeases};
 use crate::{
-    Clock, EntityKey, Event, EventLogWatch, Fence, Lease, LoggedEvent, OffsetLease, Position,
-    Recovery, ShardId, ShardLeases, Snapshot, Store, StoreError, SystemClock, Value, ValueWrite,
-    check_append,
+    Clock, EntityKey, EntitySummary, Event, EventLogWatch, Fence, Inspect, Lease, LoggedEvent,
+    OffsetLease, Position, Recovery, ShardId, ShardLeases, Snapshot, Store, StoreError,
+    StoredEntity, SystemClock, Value, ValueWrite, check_append, merge_summaries,
 };
 
 /// Keeps journals, snapshots and values in process memory, sharded by entity so that entities
@@ -276,6 +276,47 @@ impl Store for MemoryStore {
                 positions: self.positions.clone(),
             }) as Box<dyn OffsetLease>
         }))
+    }
+}
+
+#[async_trait]
+impl Inspect for MemoryStore {
+    async fn list_entities(&self, persistence_id: &str) -> Result<Vec<EntitySummary>, StoreError> {
+        let journals = self
+            .journals
+            .iter()
+            .filter(|entry| &*entry.key().persistence_id == persistence_id)
+            .map(|entry| (entry.key().entity_id.to_string(), entry.events.len() as u64))
+            .filter(|(_, last)| *last > 0)
+            .collect::<Vec<_>>();
+        let snapshots = self
+            .journals
+            .iter()
+            .filter(|entry| &*entry.key().persistence_id == persistence_id)
+            .filter_map(|entry| {
+                let snapshot = entry.snapshot.as_ref()?;
+                Some((entry.key().entity_id.to_string(), snapshot.sequence_nr))
+            })
+            .collect::<Vec<_>>();
+        let values = self
+            .values
+            .iter()
+            .filter(|entry| &*entry.key().persistence_id == persistence_id)
+            .map(|entry| (entry.key().entity_id.to_string(), entry.version))
+            .collect::<Vec<_>>();
+        Ok(merge_summaries(journals, snapshots, values))
+    }
+
+    async fn read_entity(&self, key: &EntityKey) -> Result<StoredEntity, StoreError> {
+        let (snapshot, events) = match self.journals.get(key) {
+            Some(journal) => (journal.snapshot.clone(), journal.events.clone()),
+            None => (None, Vec::new()),
+        };
+        Ok(StoredEntity {
+            snapshot,
+            events,
+            value: self.values.get(key).map(|value| value.clone()),
+        })
     }
 }
 

@@ -24,8 +24,8 @@ use bytes::Bytes;
 use tokio::sync::Barrier;
 
 use crate::{
-    Any, EntityKey, Event, Fence, LoggedEvent, Position, Recovery, ShardLeases, Snapshot, Store,
-    StoreError, Value, ValueWrite,
+    Any, EntityKey, EntitySummary, Event, Fence, Inspect, LoggedEvent, Position, Recovery,
+    ShardLeases, Snapshot, Store, StoreError, StoredEntity, Value, ValueWrite,
 };
 
 /// How long one check may run before it counts as hung.
@@ -35,22 +35,27 @@ pub const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Subject {
     // Declared before `_guard` so the store is dropped (and closed) before its guard goes away.
     store: Arc<dyn Store>,
+    inspect: Arc<dyn Inspect>,
     _guard: Box<dyn Send>,
 }
 
-impl<S: Store> From<S> for Subject {
+impl<S: Store + Inspect> From<S> for Subject {
     fn from(store: S) -> Self {
+        let store = Arc::new(store);
         Subject {
-            store: Arc::new(store),
+            store: store.clone(),
+            inspect: store,
             _guard: Box::new(()),
         }
     }
 }
 
-impl<S: Store, G: Send + 'static> From<(S, G)> for Subject {
+impl<S: Store + Inspect, G: Send + 'static> From<(S, G)> for Subject {
     fn from((store, guard): (S, G)) -> Self {
+        let store = Arc::new(store);
         Subject {
-            store: Arc::new(store),
+            store: store.clone(),
+            inspect: store,
             _guard: Box::new(guard),
         }
     }
@@ -65,6 +70,30 @@ where
     C: FnOnce(Arc<dyn Store>) -> F,
     F: Future<Output = ()>,
 {
+    run_on(make, |subject| check(subject.store.clone()));
+}
+
+/// Like [`run`], for checks of the store's [`Inspect`] listings: they get the store to write
+/// with and the same store to inspect with.
+pub fn run_inspection<M, T, C, F>(make: M, check: C)
+where
+    M: Future<Output = T>,
+    T: Into<Subject>,
+    C: FnOnce(Arc<dyn Store>, Arc<dyn Inspect>) -> F,
+    F: Future<Output = ()>,
+{
+    run_on(make, |subject| {
+        check(subject.store.clone(), subject.inspect.clone())
+    });
+}
+
+fn run_on<M, T, C, F>(make: M, check: C)
+where
+    M: Future<Output = T>,
+    T: Into<Subject>,
+    C: FnOnce(&Subject) -> F,
+    F: Future<Output = ()>,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -72,7 +101,7 @@ where
         .expect("cannot build a tokio runtime for the store test");
     runtime.block_on(async {
         let subject: Subject = make.await.into();
-        tokio::time::timeout(TEST_TIMEOUT, check(subject.store.clone()))
+        tokio::time::timeout(TEST_TIMEOUT, check(&subject))
             .await
             .expect("the store test timed out");
         drop(subject);
@@ -115,9 +144,12 @@ macro_rules! store_test_suite {
             fenced_writes_need_the_current_lease,
             a_replaced_owner_never_writes_again,
             the_shard_count_is_fixed_while_leases_are_held,
+        ], [
+            inspection_lists_entities_and_reads_them_whole,
+            inspection_of_unknown_entities_is_empty,
         ]);
     };
-    (@tests $name:ident, $make:expr, [$($check:ident),* $(,)?]) => {
+    (@tests $name:ident, $make:expr, [$($check:ident),* $(,)?], [$($inspection:ident),* $(,)?]) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -125,6 +157,12 @@ macro_rules! store_test_suite {
                 #[test]
                 fn $check() {
                     $crate::testsuite::run($make, $crate::testsuite::$check);
+                }
+            )*
+            $(
+                #[test]
+                fn $inspection() {
+                    $crate::testsuite::run_inspection($make, $crate::testsuite::$inspection);
                 }
             )*
         }
@@ -1437,5 +1475,129 @@ pub async fn the_shard_count_is_fixed_while_leases_are_held(store: Arc<dyn Store
             )
             .await,
         &key("count", "x"),
+    );
+}
+
+/// The listing of a persistence id names each entity with a journal, snapshot or value once,
+/// sorted, with its last sequence number, snapshot and version, and leaves out other
+/// persistence ids; reading an entity gives its snapshot, every event from the first (also
+/// those before the snapshot) and its value, byte for byte.
+pub async fn inspection_lists_entities_and_reads_them_whole(
+    store: Arc<dyn Store>,
+    inspect: Arc<dyn Inspect>,
+) {
+    let cart = key("cart", "bob");
+    store
+        .append(&cart, events(1..=3, "b"), Some(snapshot(2, "b")))
+        .await
+        .unwrap();
+    store.append(&cart, events(4..=4, "b"), None).await.unwrap();
+    let plain = key("cart", "alice");
+    let payloads = awkward_payloads();
+    let awkward: Vec<Event> = (1..)
+        .zip(&payloads)
+        .map(|(sequence_nr, payload)| Event {
+            sequence_nr,
+            payload: payload.clone(),
+        })
+        .collect();
+    store.append(&plain, awkward.clone(), None).await.unwrap();
+    let both = key("cart", "carol|x");
+    store.append(&both, events(1..=1, "c"), None).await.unwrap();
+    let value = any("type.googleapis.com/test.Value", "v");
+    store
+        .write_value(&both, 0, ValueWrite::Update(value.clone()))
+        .await
+        .unwrap();
+    store
+        .write_value(&both, 1, ValueWrite::Update(value.clone()))
+        .await
+        .unwrap();
+    let deleted = key("cart", "dave");
+    store
+        .write_value(&deleted, 0, ValueWrite::Update(value.clone()))
+        .await
+        .unwrap();
+    store
+        .write_value(&deleted, 1, ValueWrite::Delete)
+        .await
+        .unwrap();
+    store
+        .append(&key("cart-other", "bob"), events(1..=2, "o"), None)
+        .await
+        .unwrap();
+    store
+        .append(&key("car", "zed"), events(1..=1, "z"), None)
+        .await
+        .unwrap();
+    // A refused append leaves nothing to list.
+    let refused = key("cart", "erin");
+    assert_conflict(
+        store.append(&refused, events(2..=2, "e"), None).await,
+        &refused,
+    );
+
+    let summary =
+        |entity_id: &str, last: u64, snapshot: Option<u64>, value: Option<u64>| EntitySummary {
+            entity_id: entity_id.to_owned(),
+            last_sequence_nr: last,
+            snapshot_sequence_nr: snapshot,
+            value_version: value,
+        };
+    assert_eq!(
+        inspect.list_entities("cart").await.unwrap(),
+        vec![
+            summary("alice", payloads.len() as u64, None, None),
+            summary("bob", 4, Some(2), None),
+            summary("carol|x", 1, None, Some(2)),
+        ]
+    );
+    assert_eq!(
+        inspect.list_entities("cart-other").await.unwrap(),
+        vec![summary("bob", 2, None, None)]
+    );
+    assert_eq!(
+        inspect.read_entity(&cart).await.unwrap(),
+        StoredEntity {
+            snapshot: Some(snapshot(2, "b")),
+            events: events(1..=4, "b"),
+            value: None,
+        }
+    );
+    assert_eq!(
+        inspect.read_entity(&plain).await.unwrap(),
+        StoredEntity {
+            snapshot: None,
+            events: awkward,
+            value: None,
+        }
+    );
+    assert_eq!(
+        inspect.read_entity(&both).await.unwrap(),
+        StoredEntity {
+            snapshot: None,
+            events: events(1..=1, "c"),
+            value: Some(Value {
+                version: 2,
+                payload: value,
+            }),
+        }
+    );
+}
+
+/// Unknown persistence ids list nothing; unknown entities read as empty.
+pub async fn inspection_of_unknown_entities_is_empty(
+    store: Arc<dyn Store>,
+    inspect: Arc<dyn Inspect>,
+) {
+    store
+        .append(&key("known", "a"), events(1..=1, "a"), None)
+        .await
+        .unwrap();
+    assert_eq!(inspect.list_entities("unknown").await.unwrap(), vec![]);
+    assert_eq!(inspect.list_entities("").await.unwrap(), vec![]);
+    assert_eq!(
+        inspect.read_entity(&key("known", "b")).await.unwrap(),
+        StoredEntity::default()
     );
 }

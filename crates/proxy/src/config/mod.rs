@@ -26,13 +26,18 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 pub use autoscaler::{AutoscalerOptions, ScalerChoice};
 pub use engine::EngineOptions;
 pub use server::{LogFormat, ServerOptions};
+pub(crate) use store::parse_store;
 pub use store::{StoreConfig, StoreOptions};
 pub use user_function::UserFunctionOptions;
 
 /// The Cloudstate proxy: serves a user function's stateful services as gRPC and HTTP/JSON,
 /// keeping their state in memory, on disk or in PostgreSQL.
 #[derive(Debug, Parser)]
-#[command(name = "cloudstate-proxy", version)]
+#[command(
+    name = "cloudstate-proxy",
+    version,
+    after_help = "To look at what a store holds: cloudstate-proxy inspect --help"
+)]
 pub struct Config {
     /// A TOML file of settings, named like the flags without `--` (e.g. `http-port = 9000`).
     /// Flags and environment variables take precedence over it.

@@ -96,7 +96,8 @@ impl std::fmt::Debug for StoreConfig {
     }
 }
 
-fn parse_store(value: &str) -> Result<StoreConfig, String> {
+/// Reads a `--store` value.
+pub(crate) fn parse_store(value: &str) -> Result<StoreConfig, String> {
     if value == "memory" {
         Ok(StoreConfig::Memory)
     } else if let Some(dir) = value.strip_prefix("embedded:") {
