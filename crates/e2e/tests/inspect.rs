@@ -50,13 +50,12 @@ async fn write_entities(service: &Service) {
 
 /// Runs `cloudstate-proxy inspect` with `args`.
 fn inspect(args: &[&str]) -> Output {
-    let output = Command::new(binary("cloudstate-proxy", "cloudstate-proxy"))
+    Command::new(binary("cloudstate-proxy", "cloudstate-proxy"))
         .arg("inspect")
         .args(args)
         .env_remove("CLOUDSTATE_STORE")
         .output()
-        .unwrap();
-    output
+        .unwrap()
 }
 
 /// The JSON lines of a successful `inspect`.
