@@ -11,7 +11,10 @@
 //!   proxy's own `grpc.health.v1.Health` and `grpc.reflection.v1[alpha].ServerReflection`;
 //! - anything else: the HTTP/JSON API that the methods' `google.api.http` rules declare
 //!   (`docs/http.md`), with JSON errors (404 for paths no rule matches).
+//!
+//! CORS is off unless [`Ingress::with_cors`] allows origins ([`cors`]).
 
+pub mod cors;
 pub mod grpc;
 mod health;
 mod http;
@@ -108,6 +111,7 @@ pub struct IngressState {
 #[derive(Clone)]
 pub struct Ingress {
     state: IngressState,
+    cors: Option<cors::CorsOrigins>,
 }
 
 impl Ingress {
@@ -122,7 +126,14 @@ impl Ingress {
                 store,
                 metrics,
             },
+            cors: None,
         }
+    }
+
+    /// Lets web pages of `origins` call the proxy from a browser (CORS, see [`cors`]).
+    pub fn with_cors(mut self, origins: cors::CorsOrigins) -> Self {
+        self.cors = Some(origins);
+        self
     }
 
     /// Starts serving the user function's methods through `engine`, over gRPC and HTTP/JSON.
@@ -144,12 +155,16 @@ impl Ingress {
 
     /// The routes of the proxy's port.
     pub fn router(&self) -> Router {
-        Router::new()
+        let router = Router::new()
             .route("/live", get(live))
             .route("/ready", get(ready))
             .route("/metrics", get(metrics))
             .fallback(dispatch)
-            .with_state(self.state.clone())
+            .with_state(self.state.clone());
+        match &self.cors {
+            Some(origins) => router.layer(cors::layer(origins)),
+            None => router,
+        }
     }
 
     /// Serves on `listener` until `shutdown` resolves, then stops accepting connections and

@@ -102,7 +102,11 @@ async fn run(config: Config, autoscaler: Option<Settings>) -> anyhow::Result<()>
     let autoscaler_metrics = autoscaler
         .as_ref()
         .map(|_| AutoscalerMetrics::new(&mut registry));
-    let ingress = Ingress::new(store.clone(), Arc::new(registry));
+    let mut ingress = Ingress::new(store.clone(), Arc::new(registry));
+    if let Some(origins) = config.server.cors_allowed_origins.clone() {
+        tracing::info!(%origins, "CORS: allowing browser calls from these origins");
+        ingress = ingress.with_cors(origins);
+    }
     let stop_accepting = Arc::new(Notify::new());
     let mut server = {
         let (ingress, stop) = (ingress.clone(), stop_accepting.clone());

@@ -277,6 +277,14 @@ mod tests {
             config.store.store,
             StoreConfig::Embedded(PathBuf::from("./cloudstate-data"))
         );
+        assert_eq!(config.server.cors_allowed_origins, None, "CORS is off");
+        let config =
+            Config::try_parse_from(["p", "--cors-allowed-origins", "http://localhost:8000"])
+                .unwrap();
+        assert_eq!(
+            config.server.cors_allowed_origins.map(|o| o.to_string()),
+            Some("http://localhost:8000".into())
+        );
     }
 
     #[test]
@@ -324,6 +332,7 @@ mod tests {
     fn invalid_values_are_refused_with_a_reason() {
         for args in [
             &["p", "--store", "mysql://x"][..],
+            &["p", "--cors-allowed-origins", "localhost:8000"][..],
             &["p", "--store", "embedded:"][..],
             &["p", "--command-timeout", "soon"][..],
             &["p", "--command-timeout", "0s"][..],

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use clap::{Args, ValueEnum};
+use cloudstate_ingress::cors::CorsOrigins;
 
 use super::HumanDuration;
 
@@ -25,6 +26,11 @@ pub struct ServerOptions {
     /// Log format: `text` (human-readable lines) or `json` (one object per line).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Web page origins allowed to call the proxy from a browser (CORS), comma-separated
+    /// (`http://localhost:8000,https://chat.example.com`), or `*` for any. Off when unset.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS")]
+    pub cors_allowed_origins: Option<CorsOrigins>,
 }
 
 /// How log lines look.
