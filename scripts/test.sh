@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need outside cargo (the
-# original Cloudstate support libraries for the compatibility tests), builds every binary once,
+# original Cloudstate support libraries for the compatibility tests, Chromium for the browser
+# test), builds every binary once,
 # then runs every test of the workspace (unit, storage suites, end-to-end with real processes).
 #
 #   scripts/test.sh                 everything
@@ -10,6 +11,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 echo "== installing compatibility user functions (cached after the first run)" >&2
 eval "$(scripts/install-compat.sh)"
+
+# Headless Chromium and chromedriver for the presence page's browser test.
+scripts/install-browser.sh
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   echo "== installing cargo-nextest" >&2

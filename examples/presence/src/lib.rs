@@ -14,7 +14,8 @@
 //!
 //! Service `cloudstate.examples.chat.presence.Presence`, persistence id `presence`. HTTP:
 //! `POST /presence/{user_id}/connect`, `GET /presence/{user_id}` (both streaming). Clients call
-//! it through the proxy, e.g. with [`PresenceClient`].
+//! it through the proxy, e.g. with [`PresenceClient`], or from a browser with the web page
+//! [`ui`] serves.
 
 use cloudstate::crdt::{Vote, Votes};
 use cloudstate::{CrdtEntityService, Failure, Reply, StreamedContext};
@@ -29,6 +30,7 @@ pub mod proto {
 }
 
 pub mod client;
+pub mod ui;
 
 pub use client::PresenceClient;
 use proto::{OnlineStatus, User};
