@@ -48,7 +48,7 @@ pub fn page(proxy_url: &str) -> Result<String, UiError> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || ".-_:/[]%".contains(c));
     let scheme = proxy_url.starts_with("http://") || proxy_url.starts_with("https://");
-    if !proxy_url.is_empty() && !(plain && scheme) {
+    if !proxy_url.is_empty() && (!plain || !scheme) {
         return Err(UiError::Setting {
             variable: "PROXY_URL",
             reason: format!("`{proxy_url}` is not a URL like http://localhost:9000"),
