@@ -1,0 +1,7 @@
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    cloudstate_build::Builder::new()
+        .include("proto")
+        .event_sourced("com.example.counter.Counter")
+        .compile(&["proto/counter.proto"])?;
+    Ok(())
+}
