@@ -455,7 +455,7 @@ impl Store for EmbeddedStore {
             )));
         }
         self.shared.check_writable()?;
-        self.read(|transaction, location| {
+        let read = self.read(|transaction, location| {
             let meta = transaction.open_table(META)?;
             match meta
                 .get(layout::FORMAT_VERSION_KEY)?
@@ -466,8 +466,11 @@ impl Store for EmbeddedStore {
                     "{location}: format version {found:?}, expected {FORMAT_VERSION}"
                 )))),
             }
-        })
-        .await
+        });
+        // A write may fail while the ping runs; then the reason it cannot write is the answer,
+        // not the closed database the writer is reopening.
+        read.await
+            .map_err(|error| self.shared.check_writable().err().unwrap_or(error))
     }
 
     async fn read_event_log(
