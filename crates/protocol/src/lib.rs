@@ -11,8 +11,10 @@ mod any;
 
 pub use any::{Any, TYPE_URL_PREFIX};
 
-/// Generated code; the protocol's rpc names (`handle`, `reportError`) are not Rust-cased.
-#[allow(non_camel_case_types, clippy::all)]
+/// Generated code; the protocol's rpc names (`handle`, `reportError`) are not Rust-cased, and
+/// only some messages and fields have comments in the `.proto` files (`docs/protocol.md`
+/// documents them all).
+#[allow(non_camel_case_types, clippy::all, missing_docs)]
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/cloudstate.rs"));
 

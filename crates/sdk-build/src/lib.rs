@@ -280,7 +280,8 @@ impl Builder {
         config
             .enable_type_names()
             .type_name_domain(["."], "type.googleapis.com")
-            .type_attribute(".", "#[allow(clippy::all)]")
+            // Messages and fields are documented only where the .proto has comments.
+            .type_attribute(".", "#[allow(clippy::all, missing_docs)]")
             .extern_path(
                 ".google.protobuf.Any",
                 format!("{}::Any", self.protocol_path),
