@@ -194,4 +194,16 @@ async fn inspect_reads_postgres_beside_a_running_proxy() {
     write_entities(&service).await;
     let address = format!("--user-function=127.0.0.1:{}", service.user_function.port);
     check_listings_and_entities(&url, &[&address]);
+
+    // A database no proxy has used is refused, and inspecting it creates nothing there.
+    let empty = server.create_database().unwrap();
+    let error = failure(&["--store", &empty, "ledger"]);
+    assert!(error.contains("holds no Cloudstate store"), "{error}");
+    let tables = server
+        .client("psql")
+        .args(["-At", "-d", &empty, "-c"])
+        .arg("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&tables.stdout).trim(), "0");
 }

@@ -7,8 +7,9 @@
 //! (`--descriptor-set`), from a running user function's discovery (`--user-function`), or, for
 //! the support libraries' JSON and primitive payloads, by themselves; otherwise as base64.
 //!
-//! The embedded store is opened read-only: it never changes the file, and fails with a clear
-//! error while a proxy has it open (redb allows no reader beside a writer of another process).
+//! Stores are opened read-only: the embedded store's file is never changed (and cannot be read
+//! while a proxy has it open: redb allows no reader beside a writer of another process);
+//! PostgreSQL is read in read-only sessions, without migrations.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use clap::Parser;
 use cloudstate_engine::{ServiceModel, UserFunction};
 use cloudstate_store::{Any, EntityKey, Inspect};
 use cloudstate_store_embedded::ReadOnlyStore;
-use cloudstate_store_postgres::{PostgresOptions, PostgresStore};
+use cloudstate_store_postgres::{PostgresOptions, PostgresReader};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use serde_json::{Value as Json, json};
@@ -76,18 +77,11 @@ pub async fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow::
                 error => error.into(),
             })?)
         }
-        StoreConfig::Postgres(url) => {
-            let options = PostgresOptions {
-                pool_size: 2,
-                writers: 1,
-                ..PostgresOptions::default()
-            };
-            Box::new(
-                PostgresStore::connect(url, options)
-                    .await
-                    .context("opening the PostgreSQL store")?,
-            )
-        }
+        StoreConfig::Postgres(url) => Box::new(
+            PostgresReader::connect(url, &PostgresOptions::default())
+                .await
+                .context("opening the PostgreSQL store to read it")?,
+        ),
     };
     let mut out = std::io::stdout().lock();
     let mut line = |value: Json| -> anyhow::Result<()> {

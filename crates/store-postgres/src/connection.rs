@@ -53,6 +53,15 @@ impl Connector {
         }
     }
 
+    /// The same, for sessions in which every transaction is read-only: the server refuses any
+    /// write.
+    pub(crate) fn read_only(mut self) -> Self {
+        self.options = self
+            .options
+            .options([("default_transaction_read_only", "on")]);
+        self
+    }
+
     /// Opens a connection, failing after the connect timeout.
     pub(crate) async fn connect(&self) -> Result<PgConnection, sqlx::Error> {
         match tokio::time::timeout(

@@ -119,6 +119,7 @@ use sqlx::{PgConnection, Row, postgres::PgConnectOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use connection::{Connector, Pool};
+pub use inspect::PostgresReader;
 use schema::MigrationError;
 pub use schema::SCHEMA_VERSION;
 use writer::{MAX_BATCH, Op, Request};
@@ -147,6 +148,13 @@ pub enum Error {
         address: String,
         /// What sqlx said (part of the message, not a separate source).
         error: sqlx::Error,
+    },
+    /// The database holds no store: no proxy has set up its tables there (opening it to read
+    /// creates nothing).
+    #[error("PostgreSQL at {address} holds no Cloudstate store: no proxy has used this database")]
+    NoStore {
+        /// `host:port/database`.
+        address: String,
     },
     /// The database was set up by a newer build.
     #[error(
