@@ -208,7 +208,8 @@ impl Drop for Browser<'_> {
         let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.driver.port)) else {
             return;
         };
-        let _ = stream.set_read_timeout(Some(PATIENCE));
+        // chromedriver ends the session even if this stops waiting for its answer.
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
         let request = format!(
             "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
             self.session, self.driver.port
